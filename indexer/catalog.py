@@ -1,0 +1,251 @@
+"""Read a product catalog (CSV or JSONL) into validated ``ProductRecord`` objects.
+
+A bad row never stops the read: it is handed to ``on_error`` with its row number and
+the reason, and the next row is read.  Row numbers are 1-based and count data rows
+(the CSV header is not a row; in JSONL every line is a row, blank lines included).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CatalogError
+
+#: Fields with a meaning of their own; every other field is kept as an attribute.
+KNOWN_FIELDS = ("id", "title", "description", "image", "images", "price", "category", "brand")
+CSV_IMAGE_SEPARATOR = "|"
+MAX_ID_CHARS = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProductRecord:
+    """One valid catalog row.  ``images`` holds absolute local paths or http(s) URLs."""
+
+    id: str
+    row: int
+    title: str = ""
+    description: str = ""
+    images: tuple[str, ...] = ()
+    price: float | None = None
+    category: str | None = None
+    brand: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The text embedded for this product: title first, then the description."""
+        parts = [p for p in (self.title.strip(), self.description.strip()) if p]
+        return ". ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowError:
+    """A catalog row that could not be used, and why."""
+
+    row: int
+    reason: str
+    product_id: str | None = None
+
+    def __str__(self) -> str:
+        who = f" (id {self.product_id!r})" if self.product_id else ""
+        return f"row {self.row}{who}: {self.reason}"
+
+
+def catalog_format(path: Path) -> str:
+    """``"csv"`` or ``"jsonl"`` from the file name; anything else is a ``CatalogError``."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise CatalogError(f"{path}: unknown catalog format {suffix!r}; use .csv or .jsonl")
+
+
+def iter_products(
+    path: str | Path, *, on_error: Callable[[RowError], None] | None = None
+) -> Iterator[ProductRecord]:
+    """Yield every valid product of the catalog at ``path``.
+
+    Invalid rows (missing or duplicate id, bad price, unreadable JSON...) go to
+    ``on_error``; the first row with a given id wins.  Raises ``CatalogError`` only when
+    the file itself cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog file not found")
+    fmt = catalog_format(path)
+    root = path.resolve().parent
+    seen: set[str] = set()
+    report = on_error or (lambda error: None)
+    rows = _csv_rows(path) if fmt == "csv" else _jsonl_rows(path)
+    for row_number, raw in rows:
+        if isinstance(raw, RowError):
+            report(raw)
+            continue
+        try:
+            record = parse_row(raw, row=row_number, root=root, csv_row=fmt == "csv")
+        except CatalogError as exc:
+            report(RowError(row=row_number, reason=str(exc), product_id=_raw_id(raw)))
+            continue
+        if record.id in seen:
+            report(RowError(row=row_number, reason="duplicate id (the first row wins)", product_id=record.id))
+            continue
+        seen.add(record.id)
+        yield record
+
+
+def parse_row(raw: dict[str, Any], *, row: int, root: Path, csv_row: bool = False) -> ProductRecord:
+    """Validate one raw row (a dict of field → value) into a ``ProductRecord``."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"expected an object, got {type(raw).__name__}")
+    values = {k.strip(): v for k, v in raw.items() if isinstance(k, str) and not _blank(v)}
+    product_id = _parse_id(values.get("id"))
+    images = _parse_images(values, root=root, csv_row=csv_row)
+    record = ProductRecord(
+        id=product_id,
+        row=row,
+        title=_text(values, "title"),
+        description=_text(values, "description"),
+        images=images,
+        price=_parse_price(values.get("price")),
+        category=_optional_text(values, "category"),
+        brand=_optional_text(values, "brand"),
+        attributes={k: _attribute(k, v) for k, v in values.items() if k not in KNOWN_FIELDS and k},
+    )
+    if not record.text and not record.images:
+        raise CatalogError("no title, description or image: nothing to index")
+    return record
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+        with handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "id" not in [f.strip() for f in reader.fieldnames]:
+                raise CatalogError(f"{path}: the CSV header must have an 'id' column")
+            for number, raw in enumerate(reader, start=1):
+                if None in raw:
+                    yield number, RowError(row=number, reason="more cells than header columns", product_id=raw.get("id"))
+                    continue
+                yield number, raw
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield number, RowError(row=number, reason=f"not UTF-8 text ({exc.reason})")
+                continue
+            except json.JSONDecodeError as exc:
+                yield number, RowError(row=number, reason=f"invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(raw, dict):
+                yield number, RowError(row=number, reason=f"expected a JSON object, got {type(raw).__name__}")
+                continue
+            yield number, raw
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _raw_id(raw: Any) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return str(value) if value is not None and not isinstance(value, (dict, list)) else None
+
+
+def _parse_id(value: Any) -> str:
+    if value is None:
+        raise CatalogError("missing id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise CatalogError(f"id must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if len(text) > MAX_ID_CHARS:
+        raise CatalogError(f"id longer than {MAX_ID_CHARS} characters")
+    if any(ord(ch) < 32 for ch in text):
+        raise CatalogError("id contains control characters")
+    return text
+
+
+def _text(values: dict[str, Any], name: str) -> str:
+    value = values.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise CatalogError(f"{name} must be text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _optional_text(values: dict[str, Any], name: str) -> str | None:
+    return _text(values, name) or None
+
+
+def _parse_price(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CatalogError(f"price must be a number, got {value!r}")
+    try:
+        price = float(str(value).strip().replace(",", "")) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"price must be a number, got {value!r}") from None
+    if math.isnan(price) or math.isinf(price):
+        raise CatalogError(f"price must be a finite number, got {value!r}")
+    if price < 0:
+        raise CatalogError(f"price must not be negative, got {value!r}")
+    return price
+
+
+def _parse_images(values: dict[str, Any], *, root: Path, csv_row: bool) -> tuple[str, ...]:
+    raw: list[Any] = []
+    for key in ("image", "images"):
+        value = values.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            raw.extend(value)
+        elif isinstance(value, str):
+            raw.extend(value.split(CSV_IMAGE_SEPARATOR) if csv_row or key == "images" else [value])
+        else:
+            raise CatalogError(f"{key} must be a path, a URL or a list of them, got {type(value).__name__}")
+    images: list[str] = []
+    for item in raw:
+        if not isinstance(item, str):
+            raise CatalogError(f"image entries must be strings, got {type(item).__name__}")
+        location = item.strip()
+        if not location:
+            continue
+        resolved = resolve_image_location(location, root=root)
+        if resolved not in images:
+            images.append(resolved)
+    return tuple(images)
+
+
+def resolve_image_location(location: str, *, root: Path) -> str:
+    """An http(s) URL as it is; a local path made absolute against ``root``."""
+    lowered = location.lower()
+    if lowered.startswith(("http://", "https://")):
+        return location
+    if "://" in lowered or lowered.startswith(("data:", "file:")):
+        raise CatalogError(f"image {location!r}: only local paths and http(s) URLs are supported")
+    path = Path(location).expanduser()
+    return str(path if path.is_absolute() else (root / path))
+
+
+def _attribute(name: str, value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)):
+        return value.strip() if isinstance(value, str) else value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

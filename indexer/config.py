@@ -1,0 +1,69 @@
+"""Typed, frozen configuration with every default in one place.
+
+Nothing here reads environment variables or files on import: the CLI builds these
+objects from its options and passes them down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: FAISS factory string used when none is given: exact inner-product search.
+DEFAULT_INDEX_TYPE = "Flat"
+#: Fraction of a product's fused score that comes from its photos (the rest from its text).
+DEFAULT_IMAGE_SHARE = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which open_clip model to load.
+
+    ``name`` is an open_clip architecture (``ViT-B-32``), an ``hf-hub:org/repo`` name,
+    or a path to a model folder (open_clip config JSON + weights).  ``pretrained`` is a
+    pretrained tag (``laion2b_s34b_b79k``) or a local checkpoint file.  ``None`` for both
+    means the bundled demo model when it exists.
+    """
+
+    name: str | None = None
+    pretrained: str | None = None
+    device: str = "cpu"
+    #: torch intra-op threads; ``None`` leaves torch's default.
+    threads: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageLimits:
+    """Guards applied to every image, at indexing and at query time."""
+
+    max_pixels: int = 40_000_000
+    max_bytes: int = 20 * 1024 * 1024
+    allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"})
+    url_timeout: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    """How ``vitrina index`` builds an index folder."""
+
+    index_type: str = DEFAULT_INDEX_TYPE
+    batch_size: int = 32
+    #: Commit (make searchable, crash-safe) every this many products; 0 = only at the end.
+    commit_every: int = 5000
+    images: ImageLimits = field(default_factory=ImageLimits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """Defaults of a search; each may be overridden per query."""
+
+    image_share: float = DEFAULT_IMAGE_SHARE
+    k: int = 10
+    max_k: int = 1000
+    #: ANN candidates fetched per modality index, as a multiple of ``k + offset``.
+    candidate_factor: int = 4
+    min_candidates: int = 100
+    #: HNSW efSearch / IVF nprobe used at query time.
+    ef_search: int = 128
+    nprobe: int = 16
+    max_text_chars: int = 2000
+    images: ImageLimits = field(default_factory=ImageLimits)

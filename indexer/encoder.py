@@ -1,0 +1,249 @@
+"""Embed texts and images into one shared space with open_clip.
+
+Every vector that leaves an encoder is float32 and L2-normalised, so inner product is
+cosine.  ``Encoder`` is the narrow interface the rest of the code depends on;
+``OpenClipEncoder`` is the real one, ``load_encoder`` builds it from a ``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from .config import ModelConfig
+from .errors import ModelError
+
+#: The model folder shipped in data/ (trained by ``vitrina train``), used when no model is named.
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "demo-model"
+BUNDLED_MODEL_NAME = "vitrina-demo"
+#: ``--pretrained random``: random weights, for benchmarks and tests only.
+RANDOM_WEIGHTS = "random"
+CONFIG_FILE = "open_clip_config.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelIdentity:
+    """What an index remembers about the model that embedded it.
+
+    ``name``/``pretrained`` say how to load the model again; ``fingerprint`` (a hash of
+    the weights) and ``dim`` say whether another model is the same one.
+    """
+
+    name: str
+    pretrained: str | None
+    fingerprint: str
+    dim: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelIdentity:
+        return cls(name=data["name"], pretrained=data.get("pretrained"), fingerprint=data["fingerprint"], dim=int(data["dim"]))
+
+    def describe(self) -> str:
+        weights = f" + {self.pretrained}" if self.pretrained else ""
+        return f"{self.name}{weights} (dim {self.dim}, weights {self.fingerprint[:12]})"
+
+    def same_model(self, other: ModelIdentity) -> bool:
+        return self.fingerprint == other.fingerprint and self.dim == other.dim
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns texts and images into unit vectors of one shared space."""
+
+    identity: ModelIdentity
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+class OpenClipEncoder:
+    """An open_clip model with its own preprocessing and tokenizer, in eval mode."""
+
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, identity: ModelIdentity, *, batch_size: int = 32):
+        import torch
+
+        self._torch = torch
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.identity = identity
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.identity.dim
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for ``texts``, one row each, in order."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            chunk = list(texts[start : start + self.batch_size])
+            tokens = self.tokenizer(chunk).to(self.device)
+            with self._torch.inference_mode():
+                features = self.model.encode_text(tokens, normalize=True)
+            out[start : start + len(chunk)] = features.float().cpu().numpy()
+        return _unit_rows(out)
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> Any:
+        """The model's own inference transform, stacked into one tensor."""
+        return self._torch.stack([self.preprocess(image) for image in images])
+
+    def encode_pixels(self, pixels: Any) -> np.ndarray:
+        """Unit vectors for a preprocessed batch (the output of ``preprocess_images``)."""
+        with self._torch.inference_mode():
+            features = self.model.encode_image(pixels.to(self.device), normalize=True)
+        return _unit_rows(features.float().cpu().numpy().astype(np.float32, copy=False))
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Unit vectors for ``images`` (any PIL mode; converted to RGB), one row each."""
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        for start in range(0, len(images), self.batch_size):
+            chunk = [img if img.mode == "RGB" else img.convert("RGB") for img in images[start : start + self.batch_size]]
+            out[start : start + len(chunk)] = self.encode_pixels(self.preprocess_images(chunk))
+        return out
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, np.maximum(norms, 1e-12), out=x)
+    return x
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A stable hash of a model's weights: names, shapes and a strided sample of values."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1).to(torch.float32).cpu()
+        stride = max(1, flat.numel() // 4096)
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(flat[::stride].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def bundled_model_available() -> bool:
+    return (BUNDLED_MODEL_DIR / CONFIG_FILE).is_file()
+
+
+def resolve_model_name(config: ModelConfig) -> tuple[str, str | None]:
+    """Turn the user's (name, pretrained) into what open_clip understands, or explain why not."""
+    name, pretrained = config.name, config.pretrained
+    if name in (None, "", BUNDLED_MODEL_NAME):
+        if pretrained:
+            raise ModelError("--pretrained needs --model: name the architecture the weights belong to (e.g. ViT-B-32)")
+        if not bundled_model_available():
+            raise ModelError(
+                f"no model named and the bundled demo model is missing ({BUNDLED_MODEL_DIR}); "
+                "pass --model NAME --pretrained TAG|FILE, or --model DIR for a model folder"
+            )
+        return f"local-dir:{BUNDLED_MODEL_DIR}", None
+    if name.startswith("local-dir:") or name.startswith("hf-hub:"):
+        return name, None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ModelError(f"{path}: not a model folder (no {CONFIG_FILE} in it)")
+        return f"local-dir:{path.resolve()}", None
+    if path.suffix in (".pt", ".pth", ".bin", ".safetensors") or path.is_file():
+        raise ModelError(f"{name}: a checkpoint file goes in --pretrained, with its architecture in --model (e.g. --model ViT-B-32 --pretrained {name})")
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise ModelError(f"unknown model {name!r}: use an open_clip architecture (see open_clip.list_models()), hf-hub:ORG/REPO or a model folder")
+    if pretrained is None:
+        tags = ", ".join(tag for model, tag in open_clip.list_pretrained() if model == name) or "none known"
+        raise ModelError(
+            f"{name} needs weights: pass --pretrained TAG (known: {tags}) or a checkpoint file; "
+            f"--pretrained {RANDOM_WEIGHTS} gives random weights (benchmarks only)"
+        )
+    if pretrained == RANDOM_WEIGHTS:
+        return name, None
+    if Path(pretrained).expanduser().is_file():
+        return name, str(Path(pretrained).expanduser().resolve())
+    if not open_clip.get_pretrained_cfg(name, pretrained):
+        tags = ", ".join(tag for model, tag in open_clip.list_pretrained() if model == name) or "none known"
+        raise ModelError(f"{pretrained!r} is neither a pretrained tag of {name} (known: {tags}) nor a checkpoint file")
+    return name, pretrained
+
+
+def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncoder:
+    """Load the model ``config`` names, or raise ``ModelError`` saying what to do."""
+    import open_clip
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    name, pretrained = resolve_model_name(config)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=config.device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, hub errors...
+        raise ModelError(_load_failure_message(config, name, pretrained, exc)) from exc
+    identity = ModelIdentity(
+        name=_stored_name(config, name),
+        pretrained=config.pretrained if config.pretrained != RANDOM_WEIGHTS else None,
+        fingerprint=weights_fingerprint(model),
+        dim=_embed_dim(model),
+    )
+    return OpenClipEncoder(model, preprocess, tokenizer, identity, batch_size=batch_size)
+
+
+def _stored_name(config: ModelConfig, resolved: str) -> str:
+    if config.name in (None, "", BUNDLED_MODEL_NAME):
+        return BUNDLED_MODEL_NAME
+    if resolved.startswith("local-dir:"):
+        return resolved[len("local-dir:") :]
+    return config.name or resolved
+
+
+def _embed_dim(model: Any) -> int:
+    import torch
+
+    visual = model.visual
+    size = getattr(visual, "image_size", 224)
+    size = size if isinstance(size, (tuple, list)) else (size, size)
+    with torch.inference_mode():
+        probe = model.encode_image(torch.zeros(1, 3, *size, device=next(model.parameters()).device))
+    return int(probe.shape[-1])
+
+
+def _load_failure_message(config: ModelConfig, name: str, pretrained: str | None, exc: Exception) -> str:
+    what = f"{config.name or BUNDLED_MODEL_NAME}" + (f" + {config.pretrained}" if config.pretrained else "")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if name.startswith("hf-hub:") or (pretrained and not Path(pretrained).is_file()):
+        hint = (
+            "its weights are not in the local cache and could not be downloaded"
+            + (" (HF_HUB_OFFLINE=1)" if offline else "")
+            + ": download them once on a machine with network access (they are cached under ~/.cache/huggingface), "
+            "or pass a local checkpoint file with --pretrained PATH or a model folder with --model DIR"
+        )
+    else:
+        hint = f"{type(exc).__name__}: {exc}"
+    return f"cannot load model {what}: {hint}"
+
+
+def read_model_folder_config(folder: str | Path) -> dict[str, Any]:
+    """The open_clip config JSON of a model folder (``model_cfg`` and ``preprocess_cfg``)."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read model config ({exc})") from exc

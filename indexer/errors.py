@@ -1,0 +1,37 @@
+"""Domain exceptions raised by the library.
+
+The edges (CLI, HTTP) translate them into one clear line and an exit code or a 4xx.
+
+    VitrinaError
+    ├── CatalogError       a catalog file or row cannot be read
+    ├── ImageError         an image cannot be fetched, decoded or is refused
+    ├── ModelError         a model cannot be loaded, or does not match an index
+    ├── IndexFormatError   an index folder is missing, torn or of another version
+    └── QueryError         a query, filter or parameter is invalid
+"""
+
+from __future__ import annotations
+
+
+class VitrinaError(Exception):
+    """Base class of every error vitrina raises on purpose."""
+
+
+class CatalogError(VitrinaError):
+    """A catalog file or one of its rows cannot be used."""
+
+
+class ImageError(VitrinaError):
+    """An image could not be loaded: missing, refused format, too large, undecodable."""
+
+
+class ModelError(VitrinaError):
+    """A model could not be loaded, or it is not the model an index was built with."""
+
+
+class IndexFormatError(VitrinaError):
+    """An index folder is missing, incomplete, or was written by an incompatible version."""
+
+
+class QueryError(VitrinaError):
+    """A query, a filter expression or a search parameter is invalid."""

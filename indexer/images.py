@@ -1,0 +1,150 @@
+"""Load images safely, for indexing and for queries alike.
+
+Formats are checked by content against an allowlist, the pixel count is checked before
+decoding (Pillow's decompression-bomb warning becomes an error), truncated files fail
+cleanly, EXIF orientation is applied and every mode ends as 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import socket
+import urllib.parse
+import urllib.request
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import ImageLimits
+from .errors import ImageError
+
+DEFAULT_LIMITS = ImageLimits()
+_READ_CHUNK = 64 * 1024
+
+
+def load_image(source: str | Path | bytes | Image.Image, *, limits: ImageLimits = DEFAULT_LIMITS) -> Image.Image:
+    """An RGB image from a path, an http(s) URL, raw bytes or a PIL image."""
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(source), name="image bytes", limits=limits)
+    location = str(source)
+    if location.lower().startswith(("http://", "https://")):
+        return decode_image(fetch_url(location, limits=limits), name=location, limits=limits)
+    return decode_image(read_file(Path(location), limits=limits), name=location, limits=limits)
+
+
+def read_file(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise ImageError(f"{path}: {size} bytes, over the {limits.max_bytes}-byte limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def decode_image(data: bytes, *, name: str, limits: ImageLimits = DEFAULT_LIMITS) -> Image.Image:
+    """Decode ``data`` into an RGB image, or raise ``ImageError`` naming ``name`` and the reason."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    if len(data) > limits.max_bytes:
+        raise ImageError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=None)
+            fmt = image.format or "unknown"
+            if fmt not in limits.allowed_formats:
+                raise ImageError(f"{name}: {fmt} images are not accepted (allowed: {', '.join(sorted(limits.allowed_formats))})")
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise ImageError(f"{name}: {width}x{height} pixels, over the {limits.max_pixels}-pixel limit")
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (unrecognised content)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: cannot decode ({exc})") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB with EXIF orientation applied; transparency composited on white."""
+    image = ImageOps.exif_transpose(image) or image
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda v: v / 257).convert("L") if mode != "I" else _scale_int(image)
+        mode = image.mode
+    if mode == "CMYK" and _adobe_inverted(image):
+        image = ImageOps.invert(image.convert("RGB"))  # Adobe writes inverted CMYK JPEGs
+        mode = "RGB"
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB") if mode != "RGB" else image
+
+
+def _scale_int(image: Image.Image) -> Image.Image:
+    low, high = image.getextrema()
+    if high <= 255:
+        return image.convert("L")
+    return image.point(lambda v: v * (255.0 / 65535.0)).convert("L")
+
+
+def _adobe_inverted(image: Image.Image) -> bool:
+    return image.format == "JPEG" and "adobe" in getattr(image, "info", {}) and image.info.get("adobe_transform", 1) == 0
+
+
+def fetch_url(url: str, *, limits: ImageLimits = DEFAULT_LIMITS, allow_private: bool = False) -> bytes:
+    """GET an http(s) URL with a timeout and a byte cap; private and loopback hosts refused."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ImageError(f"{url}: only http(s) URLs with a host are accepted")
+    if not allow_private:
+        check_public_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), url=url)
+    request = urllib.request.Request(url, headers={"User-Agent": "vitrina/0.1 (+image fetch)"})
+    try:
+        with urllib.request.urlopen(request, timeout=limits.url_timeout) as response:
+            final = response.geturl()
+            if final != url and not allow_private:
+                host = urllib.parse.urlsplit(final).hostname or ""
+                check_public_host(host, 0, url=final)
+            chunks, total = [], 0
+            while chunk := response.read(_READ_CHUNK):
+                total += len(chunk)
+                if total > limits.max_bytes:
+                    raise ImageError(f"{url}: larger than the {limits.max_bytes}-byte limit")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except ImageError:
+        raise
+    except Exception as exc:  # URLError, HTTPError, timeouts, SSL errors
+        raise ImageError(f"{url}: download failed ({exc})") from None
+
+
+def check_public_host(host: str, port: int, *, url: str) -> None:
+    """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
+    try:
+        infos = socket.getaddrinfo(host, port or None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ImageError(f"{url}: cannot resolve host {host!r} ({exc.strerror})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise ImageError(f"{url}: host {host!r} resolves to non-public address {address}; refused")

@@ -1,0 +1,70 @@
+"""SQLAlchemy models of an index folder's SQLite database (the metadata half of the contract).
+
+SQLite is the source of truth: it holds every product, its images and their vectors
+(float32 blobs).  The FAISS files are derived search structures, addressed by the
+integer primary keys below:
+
+* ``products.pk`` is the product's id in the *text* FAISS index;
+* ``images.pk`` is the image's id in the *image* FAISS index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Bumped whenever the folder layout or these tables change incompatibly.
+FORMAT_VERSION = 1
+DATABASE_FILE = "vitrina.db"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = {"sqlite_autoincrement": True}  # a deleted product's pk (a FAISS id) is never reused
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, nullable=False)
+    row: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    price: Mapped[float | None] = mapped_column(Float, index=True)
+    category: Mapped[str | None] = mapped_column(String, index=True)
+    brand: Mapped[str | None] = mapped_column(String, index=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Unit text vector (float32 bytes), or NULL when the product has no text.
+    text_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_hash: Mapped[str | None] = mapped_column(String)
+
+    images: Mapped[list[ImageRow]] = relationship(
+        back_populates="product", cascade="all, delete-orphan", order_by="ImageRow.position"
+    )
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), nullable=False)
+    #: Position of the image in the product's catalog row (0 = first).
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    location: Mapped[str] = mapped_column(Text, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    product: Mapped[Product] = relationship(back_populates="images")
+
+    __table_args__ = (Index("ix_images_product", "product_pk", "position"), {"sqlite_autoincrement": True})
+
+
+class IndexMeta(Base):
+    """Key → JSON value: format version, model identity, index types, the live commit."""
+
+    __tablename__ = "index_meta"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)

@@ -1,0 +1,414 @@
+"""The index folder: one SQLite database (the truth) plus two FAISS files (derived).
+
+Layout of a folder::
+
+    vitrina.db              products, images, vectors, index_meta (WAL mode)
+    image.<gen>.faiss       image vectors, ids = images.pk
+    text.<gen>.faiss        text vectors, ids = products.pk
+
+A commit writes the FAISS files of a new generation (temp file, fsync, rename), then
+records that generation in ``index_meta`` in the same SQLite transaction as the product
+rows, then deletes the older generation.  A reader loads whatever generation the database
+names, so a crash at any point leaves the last commit readable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from . import vectors as vector_files
+from .catalog import ProductRecord
+from .encoder import ModelIdentity
+from .errors import IndexFormatError
+from .schema import DATABASE_FILE, FORMAT_VERSION, Base, ImageRow, IndexMeta, Product
+
+MODALITIES = ("image", "text")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddedImage:
+    position: int
+    location: str
+    vector: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddedProduct:
+    """A catalog record with its unit vectors, ready to be stored."""
+
+    record: ProductRecord
+    text_vector: np.ndarray | None
+    images: tuple[EmbeddedImage, ...] = ()
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitInfo:
+    generation: int
+    files: dict[str, dict[str, Any]]
+    products: int
+    images: int
+
+
+@dataclass
+class _Pending:
+    add: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
+    remove: dict[str, set[int]] = field(default_factory=lambda: {m: set() for m in MODALITIES})
+
+
+def database_url(folder: Path) -> str:
+    return f"sqlite:///{folder / DATABASE_FILE}"
+
+
+def _make_engine(folder: Path, *, readonly: bool) -> Engine:
+    engine = create_engine(database_url(folder), connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if readonly:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    return engine
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def blobs_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.empty((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+class IndexStore:
+    """An opened index folder.  ``open`` gives a reader; ``create`` or ``open(writable=True)`` a writer."""
+
+    def __init__(self, folder: Path, engine: Engine, *, writable: bool):
+        self.folder = folder
+        self.engine = engine
+        self.writable = writable
+        meta = self._read_meta()
+        self._check_version(meta)
+        self.identity = ModelIdentity.from_json(meta["model"])
+        self.index_type: str = meta["index_type"]
+        self.model_spec: dict[str, Any] = meta.get("model_spec", {})
+        self.commit_info: dict[str, Any] = meta.get("commit", {"generation": 0, "files": {}})
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any]) -> IndexStore:
+        """A writer on a new index folder, or on an existing one built with the same model."""
+        folder = Path(folder)
+        if (folder / DATABASE_FILE).exists():
+            store = cls.open(folder, writable=True)
+            if not store.identity.same_model(identity):
+                store.close()
+                raise IndexFormatError(
+                    f"{folder}: built with model {store.identity.describe()}, not {identity.describe()}; "
+                    "index into a new folder to change models"
+                )
+            if index_type != store.index_type:
+                store.close()
+                raise IndexFormatError(f"{folder}: index type is {store.index_type!r}, not {index_type!r}; index into a new folder to change it")
+            return store
+        vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
+        folder.mkdir(parents=True, exist_ok=True)
+        engine = _make_engine(folder, readonly=False)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        Base.metadata.create_all(engine)
+        with Session(engine) as session, session.begin():
+            session.add_all(
+                [
+                    IndexMeta(key="format_version", value=FORMAT_VERSION),
+                    IndexMeta(key="model", value=identity.to_json()),
+                    IndexMeta(key="model_spec", value=model_spec),
+                    IndexMeta(key="index_type", value=index_type),
+                    IndexMeta(key="created_at", value=time.time()),
+                    IndexMeta(key="commit", value={"generation": 0, "files": {}}),
+                ]
+            )
+        return cls(folder, engine, writable=True)
+
+    @classmethod
+    def open(cls, folder: str | Path, *, writable: bool = False) -> IndexStore:
+        folder = Path(folder)
+        if not (folder / DATABASE_FILE).is_file():
+            raise IndexFormatError(f"{folder}: not an index folder (no {DATABASE_FILE}); build one with `vitrina index`")
+        return cls(folder, _make_engine(folder, readonly=not writable), writable=writable)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read_meta(self) -> dict[str, Any]:
+        try:
+            with Session(self.engine) as session:
+                return {row.key: row.value for row in session.scalars(select(IndexMeta))}
+        except Exception as exc:  # sqlite3.DatabaseError and friends
+            raise IndexFormatError(f"{self.folder / DATABASE_FILE}: unreadable index database ({exc})") from None
+
+    def _check_version(self, meta: dict[str, Any]) -> None:
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION or "model" not in meta:
+            raise IndexFormatError(f"{self.folder}: index format {version!r}, this vitrina reads format {FORMAT_VERSION}; rebuild the index")
+
+    def refresh(self) -> bool:
+        """Re-read the live commit; True when another writer committed since."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(IndexMeta.value).where(IndexMeta.key == "commit")).scalar_one()
+        changed = value != self.commit_info
+        self.commit_info = value
+        return changed
+
+    # -- FAISS files -----------------------------------------------------------------
+    def file_path(self, modality: str, generation: int) -> Path:
+        return self.folder / f"{modality}.{generation}.faiss"
+
+    def load_vector_index(self, modality: str) -> faiss.Index:
+        """The FAISS index of the live commit for ``modality``, checked against the database."""
+        info = self.commit_info.get("files", {}).get(modality)
+        if info is None:
+            return vector_files.make_index(self.index_type, self.identity.dim)
+        count = self.vector_count(modality)
+        return vector_files.read(self.folder / info["name"], expected_size=info["size"], expected_count=count)
+
+    def vector_count(self, modality: str) -> int:
+        with self.engine.connect() as conn:
+            if modality == "image":
+                return conn.execute(select(func.count()).select_from(ImageRow)).scalar_one()
+            return conn.execute(select(func.count()).select_from(Product).where(Product.text_vector.is_not(None))).scalar_one()
+
+    # -- reading ---------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            products = conn.execute(select(func.count()).select_from(Product)).scalar_one()
+        return {"products": products, "images": self.vector_count("image"), "texts": self.vector_count("text")}
+
+    def attribute_fields(self) -> list[str]:
+        """Attribute names present in the catalog (filterable beside price, category, brand)."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT DISTINCT key FROM products, json_each(products.attributes) ORDER BY key"
+            ).all()
+        return [r[0] for r in rows]
+
+    def product_pks(self, ids: Iterable[str]) -> dict[str, int]:
+        ids = list(ids)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Product.id, Product.pk).where(Product.id.in_(ids))).all()
+        return {row.id: row.pk for row in rows}
+
+    def allowed(self, clauses: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(product pks, image pks) of the products matching every clause."""
+        with self.engine.connect() as conn:
+            pks = conn.execute(select(Product.pk).where(*clauses)).scalars().all()
+            product_pks = np.fromiter(pks, dtype=np.int64, count=len(pks))
+            subquery = select(Product.pk).where(*clauses).scalar_subquery()
+            image_pks = conn.execute(select(ImageRow.pk).where(ImageRow.product_pk.in_(subquery))).scalars().all()
+        return product_pks, np.fromiter(image_pks, dtype=np.int64, count=len(image_pks))
+
+    def product_pks_of_images(self, image_pks: Sequence[int]) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(ImageRow.product_pk).where(ImageRow.pk.in_(list(image_pks)))).scalars())
+
+    def vectors_of(self, product_pks: Sequence[int]) -> dict[str, Any]:
+        """Stored vectors of ``product_pks`` (in that order) for exact scoring.
+
+        Returns ``text`` (n, d) with zero rows where a product has no text, ``has_text`` (n,),
+        ``images`` (m, d), ``image_owner`` (m,) row in ``product_pks``, ``image_position`` (m,).
+        """
+        dim = self.identity.dim
+        order = {pk: i for i, pk in enumerate(product_pks)}
+        text = np.zeros((len(order), dim), dtype=np.float32)
+        has_text = np.zeros(len(order), dtype=bool)
+        with self.engine.connect() as conn:
+            for pk, blob in conn.execute(select(Product.pk, Product.text_vector).where(Product.pk.in_(list(order)))):
+                if blob is not None:
+                    text[order[pk]] = np.frombuffer(blob, dtype=np.float32)
+                    has_text[order[pk]] = True
+            rows = conn.execute(
+                select(ImageRow.product_pk, ImageRow.position, ImageRow.vector).where(ImageRow.product_pk.in_(list(order)))
+            ).all()
+        return {
+            "text": text,
+            "has_text": has_text,
+            "images": blobs_to_matrix([r.vector for r in rows], dim),
+            "image_owner": np.array([order[r.product_pk] for r in rows], dtype=np.int64),
+            "image_position": np.array([r.position for r in rows], dtype=np.int64),
+        }
+
+    def products(self, product_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Metadata of ``product_pks`` as plain dicts, keyed by pk."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    Product.pk, Product.id, Product.title, Product.description, Product.price,
+                    Product.category, Product.brand, Product.attributes,
+                ).where(Product.pk.in_(list(product_pks)))
+            ).all()
+            images = conn.execute(
+                select(ImageRow.product_pk, ImageRow.location).where(ImageRow.product_pk.in_(list(product_pks))).order_by(ImageRow.product_pk, ImageRow.position)
+            ).all()
+        locations: dict[int, list[str]] = {}
+        for owner, location in images:
+            locations.setdefault(owner, []).append(location)
+        out = {}
+        for r in rows:
+            attributes = r.attributes if isinstance(r.attributes, dict) else json.loads(r.attributes or "{}")
+            out[r.pk] = {
+                "id": r.id, "title": r.title, "description": r.description, "price": r.price,
+                "category": r.category, "brand": r.brand, "attributes": attributes, "images": locations.get(r.pk, []),
+            }
+        return out
+
+    # -- writing ---------------------------------------------------------------------
+    def writer(self) -> IndexWriter:
+        if not self.writable:
+            raise IndexFormatError(f"{self.folder}: opened read-only")
+        return IndexWriter(self)
+
+
+class IndexWriter:
+    """Stages product puts and deletes; ``commit`` makes them live together, atomically."""
+
+    def __init__(self, store: IndexStore):
+        self.store = store
+        self.session = Session(store.engine, expire_on_commit=False)
+        self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
+        self.pending = _Pending()
+        self._rebuild: set[str] = set()
+
+    def put(self, product: EmbeddedProduct) -> None:
+        """Insert ``product``, replacing any stored product with the same id."""
+        record = product.record
+        self.delete([record.id])
+        row = Product(
+            id=record.id, row=record.row, title=record.title, description=record.description,
+            price=record.price, category=record.category, brand=record.brand,
+            attributes=dict(record.attributes), content_hash=product.content_hash,
+            text_vector=vector_to_blob(product.text_vector) if product.text_vector is not None else None,
+        )
+        row.images = [
+            ImageRow(position=img.position, location=img.location, vector=vector_to_blob(img.vector)) for img in product.images
+        ]
+        self.session.add(row)
+        self.session.flush()
+        if product.text_vector is not None:
+            self.pending.add["text"].append((row.pk, product.text_vector))
+        for image_row, img in zip(row.images, product.images):
+            self.pending.add["image"].append((image_row.pk, img.vector))
+
+    def delete(self, product_ids: Iterable[str]) -> int:
+        """Stage the removal of ``product_ids``; returns how many were stored."""
+        removed = 0
+        for product in self.session.scalars(select(Product).where(Product.id.in_(list(product_ids)))):
+            self._unstage(product)
+            self.session.delete(product)
+            removed += 1
+        self.session.flush()
+        return removed
+
+    def _unstage(self, product: Product) -> None:
+        """Forget staged vectors of ``product``; mark committed ones for removal."""
+        text_pks = {product.pk} if product.text_vector is not None else set()
+        for modality, pks in (("text", text_pks), ("image", {img.pk for img in product.images})):
+            staged = {pk for pk, _ in self.pending.add[modality]}
+            self.pending.add[modality] = [(pk, v) for pk, v in self.pending.add[modality] if pk not in pks]
+            self.pending.remove[modality] |= pks - staged
+
+    def commit(self) -> CommitInfo:
+        """Write the new FAISS generation, then commit it with the rows in one transaction."""
+        store = self.store
+        for modality in MODALITIES:
+            self._apply(modality)
+        generation = int(store.commit_info.get("generation", 0)) + 1
+        files: dict[str, dict[str, Any]] = {}
+        written: list[Path] = []
+        try:
+            for modality in MODALITIES:
+                path = store.file_path(modality, generation)
+                size = vector_files.write_atomic(self.indexes[modality], path)
+                written.append(path)
+                files[modality] = {"name": path.name, "size": size, "ntotal": int(self.indexes[modality].ntotal)}
+            commit = {"generation": generation, "files": files, "committed_at": time.time()}
+            self.session.merge(IndexMeta(key="commit", value=commit))
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        store.commit_info = commit
+        live = {info["name"] for info in files.values()}
+        for modality in MODALITIES:  # older generations, and leftovers of interrupted commits
+            for path in store.folder.glob(f"{modality}.*.faiss*"):
+                if path.name not in live:
+                    path.unlink(missing_ok=True)
+        self.pending = _Pending()
+        counts = store.counts()
+        return CommitInfo(generation=generation, files=files, products=counts["products"], images=counts["images"])
+
+    def _apply(self, modality: str) -> None:
+        index = self.indexes[modality]
+        removals = self.pending.remove[modality]
+        if removals and vector_files.supports_removal(index):
+            index.remove_ids(np.fromiter(removals, dtype=np.int64))
+        elif removals:
+            self._rebuild.add(modality)
+        if modality in self._rebuild or not index.is_trained:
+            self.indexes[modality] = self._rebuilt(modality)
+            self._rebuild.discard(modality)
+            return
+        adds = self.pending.add[modality]
+        if adds:
+            ids = np.array([pk for pk, _ in adds], dtype=np.int64)
+            vector_files.train_and_add(index, np.stack([v for _, v in adds]), ids)
+
+    def _rebuilt(self, modality: str) -> faiss.Index:
+        """A fresh index holding every vector the session sees for ``modality`` (trains if needed)."""
+        index = vector_files.make_index(self.store.index_type, self.store.identity.dim)
+        if modality == "text":
+            rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))).all()
+        else:
+            rows = self.session.execute(select(ImageRow.pk, ImageRow.vector)).all()
+        if rows:
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            vector_files.train_and_add(index, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim), ids)
+        return index
+
+    def rebuild_all(self) -> CommitInfo:
+        """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""
+        self._rebuild = set(MODALITIES)
+        self.pending = _Pending()
+        return self.commit()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,26 @@
+"""vitrina's read path: text, image and combined product search.
+
+    from search import SearchEngine
+    engine = SearchEngine.open("my-index")
+    for hit in engine.search("red striped t-shirt", k=5):
+        print(hit.product_id, hit.score, hit.scores)
+"""
+
+from indexer.config import SearchConfig
+from indexer.errors import ImageError, IndexFormatError, ModelError, QueryError, VitrinaError
+
+from .engine import Hit, SearchEngine, SearchResult
+from .query import Term
+
+__all__ = [
+    "Hit",
+    "ImageError",
+    "IndexFormatError",
+    "ModelError",
+    "QueryError",
+    "SearchConfig",
+    "SearchEngine",
+    "SearchResult",
+    "Term",
+    "VitrinaError",
+]

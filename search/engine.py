@@ -1,0 +1,327 @@
+"""``SearchEngine``: encode the query, fuse its terms, gather candidates, score, return hits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer import vectors as vector_files
+from indexer.config import ModelConfig, SearchConfig
+from indexer.encoder import Encoder, load_encoder
+from indexer.errors import ModelError, QueryError
+from indexer.images import load_image
+from indexer.store import IndexStore
+
+from . import fusion
+from .filters import compile_where
+from .query import Term, build_terms
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    """One result: the product, its fused score, the parts it came from, and its best image."""
+
+    product_id: str
+    score: float
+    product: dict[str, Any]
+    scores: dict[str, float | None]
+    image: str | None = None
+    image_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id, "score": self.score, "scores": self.scores,
+            "image": self.image, "image_index": self.image_index, "product": self.product,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResult(Sequence[Hit]):
+    """The hits of one query, best first, with per-stage timings in milliseconds."""
+
+    hits: list[Hit]
+    timings: dict[str, float] = field(default_factory=dict)
+    candidates: int = 0
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.hits[index]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hits": [h.to_json() for h in self.hits], "timings_ms": self.timings, "candidates": self.candidates}
+
+
+class _TextCache:
+    """A small LRU cache of text embeddings (queries repeat)."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._items]
+        if missing:
+            vectors = encoder.encode_texts(missing)
+            with self._lock:
+                for text, vector in zip(missing, vectors):
+                    self._items[text] = vector
+                    self._items.move_to_end(text)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        with self._lock:
+            found = {t: self._items.get(t) for t in texts}
+        if any(v is None for v in found.values()):  # evicted meanwhile by another thread
+            return encoder.encode_texts(texts)
+        return np.stack([found[t] for t in texts])
+
+
+class SearchEngine:
+    """Text, image and combined search over one index folder.
+
+    >>> engine = SearchEngine.open("my-index")
+    >>> engine.search("red striped t-shirt", k=5)
+    >>> engine.search(terms=[("red dress", 1.0), (Path("photo.jpg"), 0.5), ("sleeveless", -0.3)])
+    """
+
+    def __init__(self, store: IndexStore, encoder: Encoder, *, config: SearchConfig = SearchConfig()):
+        if not store.identity.same_model(encoder.identity):
+            raise ModelError(
+                f"{store.folder} was built with {store.identity.describe()}; "
+                f"the query model is {encoder.identity.describe()}. Search it with the model it was built with"
+            )
+        self.store = store
+        self.encoder = encoder
+        self.config = config
+        self._lock = threading.RLock()
+        self._text_cache = _TextCache()
+        self._load_indexes()
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | Path,
+        *,
+        encoder: Encoder | None = None,
+        model: ModelConfig | None = None,
+        config: SearchConfig = SearchConfig(),
+    ) -> SearchEngine:
+        """Open ``folder``; the model is the one the index was built with unless given."""
+        store = IndexStore.open(folder)
+        try:
+            if encoder is None:
+                spec = store.model_spec
+                model = model or ModelConfig(name=spec.get("name"), pretrained=spec.get("pretrained"))
+                encoder = load_encoder(model)
+            return cls(store, encoder, config=config)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> SearchEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load_indexes(self) -> None:
+        self._indexes = {m: self.store.load_vector_index(m) for m in ("image", "text")}
+        self._attribute_fields = set(self.store.attribute_fields())
+        self._exact = vector_files.is_exact(self._indexes["text"])
+
+    def _refresh(self) -> None:
+        """Pick up a commit made by a writer since the last query."""
+        with self._lock:
+            if self.store.refresh():
+                self._load_indexes()
+
+    # -- public API ------------------------------------------------------------------
+    def search(
+        self,
+        text: str | None = None,
+        image: Any = None,
+        *,
+        weights: Mapping[str, float] | None = None,
+        terms: Sequence[Any] | None = None,
+        where: Mapping[str, Any] | None = None,
+        k: int | None = None,
+        offset: int = 0,
+        image_share: float | None = None,
+        exclude: Sequence[str] = (),
+    ) -> SearchResult:
+        """Products best matching the weighted terms, best first.
+
+        ``text`` and ``image`` (a path, bytes or PIL image) are weighted by ``weights``
+        (``{"text": 1.0, "image": 1.0}`` by default); ``terms`` adds ``(value, weight)``
+        pairs where value is a str (text), an image, or ``{"product": id}``.
+        ``image_share`` is how much a product's photos count against its text (0..1).
+        """
+        started = time.perf_counter()
+        query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
+        k, offset, share = self._check_params(k, offset, image_share)
+        self._refresh()
+        clauses = compile_where(where, attribute_fields=self._attribute_fields)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        query = self._query_vector(query_terms)
+        timings["encode"] = _ms(t)
+        return self._search_vector(query, clauses, k=k, offset=offset, share=share, exclude=exclude, timings=timings, started=started)
+
+    def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
+                image_share: float | None = None, offset: int = 0) -> SearchResult:
+        """More like this: products nearest to ``product_id``, never the product itself."""
+        return self.search(terms=[{"product": product_id}], where=where, k=k, offset=offset,
+                           image_share=image_share, exclude=[product_id])
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """The stored metadata of one product; ``QueryError`` if unknown."""
+        pks = self.store.product_pks([product_id])
+        if product_id not in pks:
+            raise QueryError(f"unknown product id {product_id!r}")
+        return self.store.products([pks[product_id]])[pks[product_id]]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.store.folder),
+            "model": self.store.identity.to_json(),
+            "index_type": self.store.index_type,
+            "counts": self.store.counts(),
+            "generation": self.store.commit_info.get("generation"),
+            "filter_fields": ["id", "price", "category", "brand", *sorted(self._attribute_fields)],
+        }
+
+    # -- internals -------------------------------------------------------------------
+    def _check_params(self, k: int | None, offset: int, image_share: float | None) -> tuple[int, int, float]:
+        k = self.config.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise QueryError(f"k must be a positive integer, got {k!r}")
+        if k > self.config.max_k:
+            raise QueryError(f"k must be at most {self.config.max_k}, got {k}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise QueryError(f"offset must be a non-negative integer, got {offset!r}")
+        if offset + k > 10 * self.config.max_k:
+            raise QueryError(f"offset + k must be at most {10 * self.config.max_k}")
+        share = self.config.image_share if image_share is None else image_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise QueryError(f"image_share must be a number within [0, 1], got {share!r}")
+        return k, offset, float(share)
+
+    def _query_vector(self, terms: list[Term]) -> np.ndarray:
+        vectors = np.zeros((len(terms), self.encoder.dim), dtype=np.float32)
+        texts = [(i, t.value) for i, t in enumerate(terms) if t.kind == "text"]
+        for i, t in enumerate(terms):
+            if t.kind == "text" and len(t.value) > self.config.max_text_chars:
+                raise QueryError(f"text term of {len(t.value)} characters; the limit is {self.config.max_text_chars}")
+        if texts:
+            vectors[[i for i, _ in texts]] = self._text_cache.get_many(self.encoder, [v for _, v in texts])
+        images = [(i, load_image(t.value, limits=self.config.images)) for i, t in enumerate(terms) if t.kind == "image"]
+        if images:
+            vectors[[i for i, _ in images]] = self.encoder.encode_images([img for _, img in images])
+        for i, t in enumerate(terms):
+            if t.kind == "product":
+                vectors[i] = self._product_vector(t.value)
+        try:
+            return fusion.combine_terms(vectors, np.array([t.weight for t in terms], dtype=np.float32))
+        except fusion.FusionError as exc:
+            raise QueryError(str(exc)) from None
+
+    def _product_vector(self, product_id: str) -> np.ndarray:
+        """A stored product as a query term: the mean of its image vectors plus its text vector."""
+        pks = self.store.product_pks([product_id])
+        if product_id not in pks:
+            raise QueryError(f"unknown product id {product_id!r}")
+        stored = self.store.vectors_of([pks[product_id]])
+        parts = []
+        if len(stored["images"]):
+            parts.append(_unit(stored["images"].mean(axis=0)))
+        if stored["has_text"][0]:
+            parts.append(stored["text"][0])
+        return _unit(np.sum(parts, axis=0))
+
+    def _search_vector(self, query: np.ndarray, clauses: list[Any], *, k: int, offset: int, share: float,
+                       exclude: Sequence[str], timings: dict[str, float], started: float) -> SearchResult:
+        needed = offset + k + len(exclude)
+        n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
+        t = time.perf_counter()
+        allowed = None
+        if clauses:
+            allowed = self.store.allowed(clauses)
+            if len(allowed[0]) == 0:
+                timings["sqlite"] = _ms(t)
+                timings["total"] = _ms(started)
+                return SearchResult(hits=[], timings=timings)
+        timings["sqlite"] = _ms(t)
+        t = time.perf_counter()
+        with self._lock:
+            indexes = dict(self._indexes)
+        if allowed is not None and (not self._exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
+            candidates = allowed[0]  # small allowed set on an approximate index: score all of them exactly
+        else:
+            candidates = self._ann_candidates(indexes, query, n_candidates, allowed)
+            if allowed is not None and not self._exact and len(candidates) < min(needed, len(allowed[0])):
+                candidates = allowed[0]  # the approximate search came up short: top up exactly
+        timings["ann"] = _ms(t)
+        t = time.perf_counter()
+        candidates = np.asarray(candidates, dtype=np.int64)
+        stored = self.store.vectors_of(candidates.tolist())
+        timings["sqlite"] += _ms(t)
+        t = time.perf_counter()
+        text_score, image_score, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"], stored["image_owner"])
+        fused = fusion.fuse(text_score, image_score, share)
+        excluded = set(self.store.product_pks(exclude).values()) if exclude else set()
+        if excluded:
+            fused = np.where(np.isin(candidates, list(excluded)), -np.inf, fused).astype(np.float32)
+        order = fusion.top_k(candidates, fused, k, offset)
+        order = [i for i in order if np.isfinite(fused[i])]
+        timings["fuse"] = _ms(t)
+        t = time.perf_counter()
+        meta = self.store.products(candidates[order].tolist())
+        timings["sqlite"] += _ms(t)
+        hits = []
+        for i in order:
+            product = meta[int(candidates[i])]
+            row = int(best[i])
+            position = int(stored["image_position"][row]) if row >= 0 else None
+            hits.append(Hit(
+                product_id=product["id"], score=float(fused[i]), product=product,
+                scores={"image": _num(image_score[i]), "text": _num(text_score[i]), "fused": float(fused[i])},
+                image=product["images"][position] if position is not None else None, image_index=position,
+            ))
+        timings["total"] = _ms(started)
+        return SearchResult(hits=hits, timings=timings, candidates=len(candidates))
+
+    def _ann_candidates(self, indexes: dict[str, Any], query: np.ndarray, n: int,
+                        allowed: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n), nprobe=self.config.nprobe)
+        q = query.reshape(1, -1)
+        _, text_ids = vector_files.search(indexes["text"], q, n, allowed=None if allowed is None else allowed[0], tuning=tuning)
+        _, image_ids = vector_files.search(indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1], tuning=tuning)
+        image_ids = image_ids[image_ids >= 0]
+        owners = self.store.product_pks_of_images(image_ids.tolist()) if len(image_ids) else []
+        found = np.concatenate([text_ids[text_ids >= 0], np.asarray(owners, dtype=np.int64)])
+        return np.unique(found)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

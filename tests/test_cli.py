@@ -1,0 +1,93 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vitrina.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def cli_index(tmp_path, catalog, tiny_model_dir, runner):
+    folder = tmp_path / "cli-index"
+    result = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir),
+                                 "--batch-size", "5", "--report", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    assert "24 indexed (36 images), 0 skipped, 0 failed of 24 rows" in result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["indexed"] == 24 and report["rows"] == 24
+    return folder
+
+
+def test_index_search_info_end_to_end(runner, cli_index, catalog):
+    result = runner.invoke(cli, ["search", "red circle widget", "--index", str(cli_index), "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split() == ["#", "id", "score", "image", "text", "price", "title"]
+    assert len(result.output.strip().splitlines()) >= 4
+    photo = catalog.parent / "images" / "p7_0.png"
+    result = runner.invoke(cli, ["search", "--index", str(cli_index), "--image", str(photo), "--image-share", "1", "--json", "-k", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["hits"][0]["product_id"] == "P007"
+    assert set(data["hits"][0]["scores"]) == {"image", "text", "fused"}
+    assert set(data["timings_ms"]) >= {"encode", "ann", "sqlite", "total"}
+    info = runner.invoke(cli, ["info", "--index", str(cli_index), "--json"])
+    assert info.exit_code == 0 and json.loads(info.output)["counts"]["products"] == 24
+    assert "products   24" in runner.invoke(cli, ["info", "--index", str(cli_index)]).output
+
+
+def test_terms_filters_like_and_env_default(runner, cli_index, monkeypatch):
+    monkeypatch.setenv("VITRINA_INDEX", str(cli_index))
+    result = runner.invoke(cli, ["search", "--term", "text:widget=1", "--term", "text:red=-0.3", "--where", "price<15",
+                                 "--where", "category=square,circle", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)["hits"]
+    assert hits and all(h["product"]["price"] < 15 and h["product"]["category"] in ("square", "circle") for h in hits)
+    like = json.loads(runner.invoke(cli, ["search", "--like", "P003", "-k", "5", "--json"]).output)["hits"]
+    assert len(like) == 5 and "P003" not in [h["product_id"] for h in like]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "x", "--where", "colour=red"], "unknown filter field 'colour'"),
+    (["search", "x", "--term", "sound:beep"], "KIND:VALUE"),
+    (["search"], "give TEXT"),
+    (["search", "--like", "NOPE"], "unknown product id"),
+    (["search", "x", "--image", "/nonexistent.jpg"], "file not found"),
+])
+def test_errors_are_one_clear_line_without_traceback(runner, cli_index, args, message):
+    result = runner.invoke(cli, [*args, "--index", str(cli_index)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_index_and_unknown_model_fail_cleanly(runner, tmp_path, catalog):
+    result = runner.invoke(cli, ["search", "x", "--index", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "not an index folder" in result.output
+    result = runner.invoke(cli, ["index", str(catalog), "--index", str(tmp_path / "i"), "--model", "NoSuchNet-7"])
+    assert result.exit_code == 1 and "unknown model 'NoSuchNet-7'" in result.output
+    result = runner.invoke(cli, ["index", str(catalog), "--index", str(tmp_path / "i"), "--model", "ViT-B-32"])
+    assert result.exit_code == 1 and "--pretrained" in result.output
+
+
+def test_repair_rebuilds_a_deleted_faiss_file(runner, cli_index):
+    before = json.loads(runner.invoke(cli, ["search", "green", "--index", str(cli_index), "--json"]).output)["hits"]
+    for path in cli_index.glob("*.faiss"):
+        path.unlink()
+    broken = runner.invoke(cli, ["search", "green", "--index", str(cli_index)])
+    assert broken.exit_code == 1 and "vitrina repair" in broken.output
+    repaired = runner.invoke(cli, ["repair", "--index", str(cli_index)])
+    assert repaired.exit_code == 0, repaired.output
+    after = json.loads(runner.invoke(cli, ["search", "green", "--index", str(cli_index), "--json"]).output)["hits"]
+    assert [h["product_id"] for h in after] == [h["product_id"] for h in before]
+
+
+def test_every_command_has_help_with_an_example(runner):
+    for name, command in cli.commands.items():
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Example" in result.output, name

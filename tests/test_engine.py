@@ -1,0 +1,141 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.config import IndexConfig, SearchConfig
+from indexer.encoder import ModelIdentity
+from indexer.errors import ModelError, QueryError
+from indexer.pipeline import build_index
+from indexer.store import IndexStore
+from search import SearchEngine
+from search.fusion import fuse, modality_scores
+
+
+def test_fused_scores_match_numpy_on_stored_vectors(engine, tiny_encoder):
+    result = engine.search("red square widget", k=5, image_share=0.3)
+    assert len(result) == 5
+    q = tiny_encoder.encode_texts(["red square widget"])[0]
+    with IndexStore.open(engine.store.folder) as store:
+        everything = store.vectors_of(list(range(1, 25)))
+        pk_of = store.product_pks([f"P{i:03d}" for i in range(24)])
+    text_s, image_s, _ = modality_scores(q, everything["text"], everything["has_text"], everything["images"], everything["image_owner"])
+    expected_text = everything["text"] @ q
+    fused = 0.3 * image_s + 0.7 * expected_text
+    np.testing.assert_allclose(fuse(text_s, image_s, 0.3), fused, rtol=1e-5)
+    by_id = {pid: fused[pk - 1] for pid, pk in pk_of.items()}
+    assert [h.product_id for h in result] == sorted(by_id, key=lambda p: (-by_id[p], pk_of[p]))[:5]
+    for hit in result:
+        assert hit.score == pytest.approx(by_id[hit.product_id], rel=1e-5)
+        assert hit.scores["fused"] == pytest.approx(0.3 * hit.scores["image"] + 0.7 * hit.scores["text"], rel=1e-5)
+        assert hit.image in hit.product["images"] and hit.product["images"][hit.image_index] == hit.image
+
+
+def test_text_image_and_weighted_terms(engine, catalog):
+    photo = catalog.parent / "images" / "p5_0.png"
+    by_path = engine.search(image=photo, k=3, image_share=1.0)
+    assert by_path[0].product_id == "P005" and by_path[0].scores["image"] == pytest.approx(1.0, abs=1e-5)
+    by_bytes = engine.search(image=photo.read_bytes(), k=3, image_share=1.0)
+    by_pil = engine.search(image=Image.open(photo), k=3, image_share=1.0)
+    assert [h.product_id for h in by_bytes] == [h.product_id for h in by_pil] == [h.product_id for h in by_path]
+    combined = engine.search("green", image=photo, weights={"text": 0.5, "image": 1.0}, k=3)
+    terms = engine.search(terms=[("green", 0.5), (photo, 1.0)], k=3)
+    assert [h.score for h in combined] == pytest.approx([h.score for h in terms])
+
+
+def test_negative_weight_lowers_matching_products(engine):
+    plain = engine.search(terms=[("widget", 1.0)], k=24, image_share=0.0)
+    minus_red = engine.search(terms=[("widget", 1.0), ("red square widget", -0.8)], k=24, image_share=0.0)
+    rank = lambda result, pid: [h.product_id for h in result].index(pid)
+    assert rank(minus_red, "P000") > rank(plain, "P000")
+
+
+def test_selective_filter_still_returns_k_hits(engine):
+    # 2 of 24 products match; a post-filter over the top 10 candidates would usually miss them
+    result = engine.search("blue circle", where={"brand": "Brand0", "price": {"lt": 23}, "color": "red"}, k=2)
+    ids = sorted(h.product_id for h in result)
+    assert ids == ["P000", "P012"]
+    assert all(h.product["brand"] == "Brand0" and h.product["price"] < 23 for h in result)
+    assert len(engine.search("x", where={"category": {"in": ["circle", "triangle"]}}, k=16)) == 16
+    assert engine.search("x", where={"category": "nothing"}, k=5).hits == []
+
+
+@pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat"])
+def test_filters_on_approximate_indexes_return_k(tmp_path, catalog, tiny_encoder, index_type):
+    folder = tmp_path / "idx"
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    with SearchEngine.open(folder, encoder=tiny_encoder, config=SearchConfig(min_candidates=2, candidate_factor=1)) as eng:
+        assert len(eng.search("red", where={"category": "circle"}, k=8)) == 8
+        assert len(eng.search("red", k=20)) >= 2
+
+
+def test_similar_excludes_the_product_itself(engine):
+    result = engine.similar("P005", k=23)
+    ids = [h.product_id for h in result]
+    assert "P005" not in ids and len(ids) == 23
+    with pytest.raises(QueryError, match="unknown product id"):
+        engine.similar("nope")
+
+
+def test_offset_pages_through_the_same_ranking(engine):
+    full = [h.product_id for h in engine.search("triangle", k=10)]
+    page = [h.product_id for h in engine.search("triangle", k=5, offset=5)]
+    assert page == full[5:]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "empty query"),
+    ({"text": "  "}, "non-empty"),
+    ({"text": "x", "k": 0}, "positive integer"),
+    ({"text": "x", "k": 10**6}, "at most"),
+    ({"text": "x", "offset": -1}, "non-negative"),
+    ({"text": "x", "image_share": 2}, "image_share"),
+    ({"terms": [("x", -1.0)]}, "positive weight"),
+    ({"terms": [("x", float("nan"))]}, "finite"),
+    ({"terms": [(3, 1.0)]}, "cannot make a query term"),
+    ({"text": "x", "weights": {"txt": 1}}, "weights take"),
+    ({"text": "x", "where": {"colour": "red"}}, "unknown filter field"),
+    ({"text": "x" * 5000}, "limit"),
+    ({"terms": [("same", 1.0), ("same", -1.0), ("other", 0.0)]}, "cancel"),
+])
+def test_invalid_queries_raise_query_error(engine, kwargs, message):
+    with pytest.raises(QueryError, match=message):
+        engine.search(**kwargs)
+
+
+def test_bad_query_image_raises_image_error(engine):
+    from indexer.errors import ImageError
+
+    with pytest.raises(ImageError, match="not an image"):
+        engine.search(image=b"plain text, not a photo")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="TIFF")
+    with pytest.raises(ImageError, match="TIFF"):
+        engine.search(image=buffer.getvalue())
+
+
+def test_model_mismatch_is_refused(built_index, tiny_encoder):
+    class OtherModel:
+        identity = ModelIdentity(name="other", pretrained=None, fingerprint="0" * 64, dim=tiny_encoder.dim)
+        dim = tiny_encoder.dim
+
+    with pytest.raises(ModelError, match="built with"):
+        SearchEngine.open(built_index, encoder=OtherModel())
+
+
+def test_reopening_gives_the_same_results_and_loads_the_model_itself(built_index, engine):
+    first = [(h.product_id, round(h.score, 6)) for h in engine.search("green circle", k=5)]
+    with SearchEngine.open(built_index) as reopened:  # loads the model folder recorded in the index
+        again = [(h.product_id, round(h.score, 6)) for h in reopened.search("green circle", k=5)]
+    assert first == again
+
+
+def test_reader_picks_up_a_new_commit(engine, tmp_path, tiny_encoder):
+    import json
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "NEW", "title": "brand new purple gadget"}) + "\n")
+    assert engine.search(terms=[{"product": "P000"}], k=30).hits[-1]
+    build_index(extra, engine.store.folder, encoder=tiny_encoder)
+    assert "NEW" in [h.product_id for h in engine.search("brand new purple gadget", k=30)]

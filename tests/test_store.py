@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from indexer.config import IndexConfig
+from indexer.errors import IndexFormatError
+from indexer.pipeline import build_index
+from indexer.store import IndexStore
+
+
+def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
+    with IndexStore.open(built_index) as store:
+        assert store.counts() == {"products": 24, "images": 36, "texts": 24}
+        assert store.identity == tiny_encoder.identity
+        pks = store.product_pks(["P000", "P001"])
+        stored = store.vectors_of([pks["P000"], pks["P001"]])
+        np.testing.assert_allclose(np.linalg.norm(stored["text"], axis=1), 1.0, rtol=1e-5)
+        expected = tiny_encoder.encode_texts(["red square widget. a square thing in red"])[0]
+        np.testing.assert_allclose(stored["text"][0], expected, rtol=1e-5, atol=1e-6)
+        meta = store.products([pks["P001"]])[pks["P001"]]
+        assert meta["price"] == 11.0 and meta["attributes"] == {"color": "green"} and len(meta["images"]) == 2
+        for modality in ("image", "text"):
+            assert store.load_vector_index(modality).ntotal == store.vector_count(modality)
+
+
+def test_reindexing_replaces_products_without_duplicates(tmp_path, built_index, catalog, tiny_encoder):
+    report = build_index(catalog, built_index, encoder=tiny_encoder)
+    assert report.indexed == 24
+    with IndexStore.open(built_index) as store:
+        assert store.counts() == {"products": 24, "images": 36, "texts": 24}
+        assert store.commit_info["generation"] == 2
+        assert sorted(p.name for p in built_index.glob("*.faiss")) == ["image.2.faiss", "text.2.faiss"]
+
+
+@pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat", "IVF2,PQ4x4"])
+def test_approximate_index_types_build_and_reopen(tmp_path, catalog, tiny_encoder, index_type):
+    folder = tmp_path / "idx"
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    with IndexStore.open(folder) as store:
+        assert store.index_type == index_type
+        assert store.load_vector_index("image").ntotal == 36
+
+
+def test_invalid_factory_string_is_refused_before_anything_is_written(tmp_path, catalog, tiny_encoder):
+    with pytest.raises(IndexFormatError, match="invalid FAISS index type"):
+        build_index(catalog, tmp_path / "idx", encoder=tiny_encoder, config=IndexConfig(index_type="Bogus99"))
+    assert not (tmp_path / "idx").exists()
+
+
+def test_open_refuses_non_index_folders_and_torn_files(tmp_path, built_index):
+    with pytest.raises(IndexFormatError, match="not an index folder"):
+        IndexStore.open(tmp_path)
+    path = next(built_index.glob("image.*.faiss"))
+    path.write_bytes(path.read_bytes()[:-10])
+    with IndexStore.open(built_index) as store, pytest.raises(IndexFormatError, match="repair"):
+        store.load_vector_index("image")
+
+
+def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypatch, tiny_encoder, catalog):
+    from indexer import vectors
+
+    with IndexStore.open(built_index) as store:
+        before = store.counts(), store.commit_info
+    def boom(index, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(vectors, "write_atomic", boom)
+    with pytest.raises(OSError):
+        build_index(catalog.parent / "catalog.jsonl", built_index, encoder=tiny_encoder)
+    with IndexStore.open(built_index) as store:
+        assert (store.counts(), store.commit_info) == before
+        assert store.load_vector_index("text").ntotal == 24
+
+
+def test_bad_images_are_reported_and_the_run_goes_on(tmp_path, tiny_encoder):
+    import json
+
+    (tmp_path / "bad.jpg").write_bytes(b"not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    rows = [
+        {"id": "a", "title": "has text", "images": ["bad.jpg"]},
+        {"id": "b", "images": ["empty.png", "missing.png"]},
+        {"id": "c", "title": "fine"},
+    ]
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = build_index(catalog, tmp_path / "idx", encoder=tiny_encoder)
+    assert (report.indexed, report.failed, report.skipped, report.rows) == (2, 1, 0, 3)
+    reasons = {(p.product_id, p.image and p.image.rsplit("/", 1)[-1]): p for p in report.problems}
+    assert "not an image" in reasons[("a", "bad.jpg")].reason
+    assert reasons[("a", "bad.jpg")].outcome == "indexed without this image"
+    assert "empty" in reasons[("b", "empty.png")].reason and reasons[("b", "empty.png")].outcome == "failed"
+    assert "not found" in reasons[("b", "missing.png")].reason
