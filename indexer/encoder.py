@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -192,6 +194,7 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
     if config.threads:
         torch.set_num_threads(config.threads)
     name, pretrained = resolve_model_name(config)
+    check_weights_reachable(config, name, pretrained)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=config.device)
         tokenizer = open_clip.get_tokenizer(name)
@@ -204,6 +207,56 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
         dim=_embed_dim(model),
     )
     return OpenClipEncoder(model, preprocess, tokenizer, identity, batch_size=batch_size)
+
+
+def check_weights_reachable(config: ModelConfig, name: str, pretrained: str | None, *, timeout: float = 3.0) -> None:
+    """Fail at once, not after minutes of retries, when weights are neither cached nor downloadable."""
+    import open_clip
+
+    if name.startswith("hf-hub:"):
+        repo, files = name[len("hf-hub:") :], ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_config.json"]
+        url = None
+    elif pretrained and not Path(pretrained).is_file():
+        cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        hub = cfg.get("hf_hub", "")
+        repo, filename = os.path.split(hub) if hub else ("", "")
+        files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        url = None if hub else cfg.get("url")
+    else:
+        return
+    if repo and _hub_cached(repo.rstrip("/"), files):
+        return
+    if url and (Path("~/.cache/clip").expanduser() / os.path.basename(url)).is_file():
+        return
+    what = f"{config.name}" + (f" + {config.pretrained}" if config.pretrained else "")
+    advice = (
+        "download them once on a machine with network access (they are cached under ~/.cache/huggingface), "
+        "or pass a local checkpoint file with --pretrained PATH or a model folder with --model DIR"
+    )
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelError(f"cannot load model {what}: its weights are not in the local cache and HF_HUB_OFFLINE=1: {advice}")
+    host = urllib.parse.urlsplit(url or _hub_endpoint()).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ModelError(f"cannot load model {what}: its weights are not in the local cache and {host} is unreachable ({exc}): {advice}") from None
+
+
+def _hub_cached(repo: str, files: list[str]) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in files)
+
+
+def _hub_endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+    except ImportError:
+        return "https://huggingface.co"
 
 
 def _stored_name(config: ModelConfig, resolved: str) -> str:

@@ -3,6 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from conftest import write_catalog
 from vitrina.cli import cli
 
 
@@ -11,8 +12,13 @@ def runner():
     return CliRunner()
 
 
-@pytest.fixture
-def cli_index(tmp_path, catalog, tiny_model_dir, runner):
+@pytest.fixture(scope="module")
+def cli_catalog(tmp_path_factory):
+    return write_catalog(tmp_path_factory.mktemp("cli-catalog"))
+
+
+def build_cli_index(tmp_path, catalog, tiny_model_dir):
+    runner = CliRunner()
     folder = tmp_path / "cli-index"
     result = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir),
                                  "--batch-size", "5", "--report", str(tmp_path / "report.json")])
@@ -23,7 +29,14 @@ def cli_index(tmp_path, catalog, tiny_model_dir, runner):
     return folder
 
 
-def test_index_search_info_end_to_end(runner, cli_index, catalog):
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory, cli_catalog, tiny_model_dir):
+    """Built once for the module; tests that change an index build their own."""
+    return build_cli_index(tmp_path_factory.mktemp("cli"), cli_catalog, tiny_model_dir)
+
+
+def test_index_search_info_end_to_end(runner, cli_index, cli_catalog):
+    catalog = cli_catalog
     result = runner.invoke(cli, ["search", "red circle widget", "--index", str(cli_index), "-k", "3"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].split() == ["#", "id", "score", "image", "text", "price", "title"]
@@ -74,7 +87,8 @@ def test_missing_index_and_unknown_model_fail_cleanly(runner, tmp_path, catalog)
     assert result.exit_code == 1 and "--pretrained" in result.output
 
 
-def test_repair_rebuilds_a_deleted_faiss_file(runner, cli_index):
+def test_repair_rebuilds_a_deleted_faiss_file(runner, tmp_path, catalog, tiny_model_dir):
+    cli_index = build_cli_index(tmp_path, catalog, tiny_model_dir)
     before = json.loads(runner.invoke(cli, ["search", "green", "--index", str(cli_index), "--json"]).output)["hits"]
     for path in cli_index.glob("*.faiss"):
         path.unlink()

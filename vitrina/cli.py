@@ -55,7 +55,7 @@ def cli() -> None:
 
 
 @cli.command("index")
-@click.argument("catalog", type=click.Path(path_type=Path))
+@click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @INDEX_OPTION
 @model_options
 @click.option("--batch-size", default=IndexConfig().batch_size, show_default=True, type=click.IntRange(min=1), help="Products embedded per batch.")
