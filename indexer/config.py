@@ -66,4 +66,6 @@ class SearchConfig:
     ef_search: int = 128
     nprobe: int = 16
     max_text_chars: int = 2000
+    #: OpenMP threads FAISS uses per query (process-wide); one is fastest for single queries here.
+    faiss_threads: int | None = 1
     images: ImageLimits = field(default_factory=ImageLimits)

@@ -27,6 +27,11 @@ class SearchTuning:
     nprobe: int = 16
 
 
+def set_threads(n: int) -> None:
+    """OpenMP threads FAISS uses (a process-wide setting)."""
+    faiss.omp_set_num_threads(n)
+
+
 def make_index(index_type: str, dim: int) -> faiss.Index:
     """A fresh, empty index for ``index_type`` over inner product, with id mapping."""
     try:

@@ -103,6 +103,8 @@ class SearchEngine:
         self.store = store
         self.encoder = encoder
         self.config = config
+        if config.faiss_threads:
+            vector_files.set_threads(config.faiss_threads)
         self._lock = threading.RLock()
         self._text_cache = _TextCache()
         self._load_indexes()

@@ -1,0 +1,63 @@
+import io
+
+import pytest
+from PIL import Image
+
+from indexer.config import ImageLimits
+from indexer.errors import ImageError
+from indexer.images import decode_image, fetch_url, load_image
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def test_modes_become_rgb_with_transparency_on_white():
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert decode_image(encoded(rgba, "PNG"), name="t").getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([10, 20, 30] * 256)
+    assert decode_image(encoded(palette, "GIF"), name="g").getpixel((1, 1)) == (10, 20, 30)
+    deep = Image.new("I;16", (4, 4), 65535)
+    assert decode_image(encoded(deep, "PNG"), name="d").getpixel((0, 0)) == (255, 255, 255)
+    grey = Image.new("LA", (4, 4), (0, 255))
+    assert decode_image(encoded(grey, "PNG"), name="la").getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (20, 10), (0, 0, 255))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    assert decode_image(encoded(image, "JPEG", exif=exif), name="e").size == (10, 20)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"hello world", "not an image"),
+    (encoded(Image.new("RGB", (4, 4)), "TIFF"), "TIFF images are not accepted"),
+    (encoded(Image.new("RGB", (64, 64)), "PNG")[:60], "cannot decode"),
+])
+def test_refused_content_names_the_reason(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode_image(data, name="upload")
+
+
+def test_pixel_and_byte_limits():
+    data = encoded(Image.new("RGB", (100, 100)), "PNG")
+    with pytest.raises(ImageError, match="pixel limit"):
+        decode_image(data, name="big", limits=ImageLimits(max_pixels=5000))
+    with pytest.raises(ImageError, match="byte limit"):
+        decode_image(data, name="big", limits=ImageLimits(max_bytes=10))
+
+
+def test_paths_and_urls(tmp_path):
+    (tmp_path / "a.png").write_bytes(encoded(Image.new("RGB", (3, 3), (1, 2, 3)), "PNG"))
+    assert load_image(tmp_path / "a.png").getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="non-public address"):
+        fetch_url("http://127.0.0.1:9/x.png")
+    with pytest.raises(ImageError, match="only http"):
+        fetch_url("ftp://example.com/x.png")
