@@ -233,6 +233,15 @@ class IndexStore:
         with self.engine.connect() as conn:
             return list(conn.execute(select(ImageRow.product_pk).where(ImageRow.pk.in_(list(image_pks)))).scalars())
 
+    def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image pk, product pk, position) of every stored image."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ImageRow.pk, ImageRow.product_pk, ImageRow.position)).all()
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        table = np.array(rows, dtype=np.int64)
+        return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
+
     def vectors_of(self, product_pks: Sequence[int]) -> dict[str, Any]:
         """Stored vectors of ``product_pks`` (in that order) for exact scoring.
 

@@ -48,6 +48,14 @@ def is_exact(index: faiss.Index) -> bool:
     return isinstance(inner, faiss.IndexFlat)
 
 
+def stores_full_vectors(index: faiss.Index) -> bool:
+    """True when ``reconstruct_batch`` gives back the exact vectors (Flat, HNSW over Flat)."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    return isinstance(inner, faiss.IndexFlat)
+
+
 def supports_removal(index: faiss.Index) -> bool:
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     return not isinstance(inner, (faiss.IndexHNSW,))

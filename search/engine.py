@@ -22,6 +22,7 @@ from indexer.store import IndexStore
 from . import fusion
 from .filters import compile_where
 from .query import Term, build_terms
+from .vector_view import VectorView
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,9 +141,8 @@ class SearchEngine:
         self.close()
 
     def _load_indexes(self) -> None:
-        self._indexes = {m: self.store.load_vector_index(m) for m in ("image", "text")}
+        self._view = VectorView(self.store)
         self._attribute_fields = set(self.store.attribute_fields())
-        self._exact = vector_files.is_exact(self._indexes["text"])
 
     def _refresh(self) -> None:
         """Pick up a commit made by a writer since the last query."""
@@ -268,18 +268,17 @@ class SearchEngine:
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
         with self._lock:
-            indexes = dict(self._indexes)
-        if allowed is not None and (not self._exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
+            view = self._view
+        tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n_candidates), nprobe=self.config.nprobe)
+        if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
             candidates = allowed[0]  # small allowed set on an approximate index: score all of them exactly
         else:
-            candidates = self._ann_candidates(indexes, query, n_candidates, allowed)
-            if allowed is not None and not self._exact and len(candidates) < min(needed, len(allowed[0])):
+            candidates = view.ann_candidates(query, n_candidates, allowed, tuning)
+            if allowed is not None and not view.exact and len(candidates) < min(needed, len(allowed[0])):
                 candidates = allowed[0]  # the approximate search came up short: top up exactly
-        timings["ann"] = _ms(t)
-        t = time.perf_counter()
         candidates = np.asarray(candidates, dtype=np.int64)
-        stored = self.store.vectors_of(candidates.tolist())
-        timings["sqlite"] += _ms(t)
+        stored = view.vectors_of(candidates)
+        timings["ann"] = _ms(t)
         t = time.perf_counter()
         text_score, image_score, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"], stored["image_owner"])
         fused = fusion.fuse(text_score, image_score, share)
@@ -304,17 +303,6 @@ class SearchEngine:
             ))
         timings["total"] = _ms(started)
         return SearchResult(hits=hits, timings=timings, candidates=len(candidates))
-
-    def _ann_candidates(self, indexes: dict[str, Any], query: np.ndarray, n: int,
-                        allowed: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-        tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n), nprobe=self.config.nprobe)
-        q = query.reshape(1, -1)
-        _, text_ids = vector_files.search(indexes["text"], q, n, allowed=None if allowed is None else allowed[0], tuning=tuning)
-        _, image_ids = vector_files.search(indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1], tuning=tuning)
-        image_ids = image_ids[image_ids >= 0]
-        owners = self.store.product_pks_of_images(image_ids.tolist()) if len(image_ids) else []
-        found = np.concatenate([text_ids[text_ids >= 0], np.asarray(owners, dtype=np.int64)])
-        return np.unique(found)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

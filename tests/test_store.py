@@ -89,3 +89,22 @@ def test_bad_images_are_reported_and_the_run_goes_on(tmp_path, tiny_encoder):
     assert reasons[("a", "bad.jpg")].outcome == "indexed without this image"
     assert "empty" in reasons[("b", "empty.png")].reason and reasons[("b", "empty.png")].outcome == "failed"
     assert "not found" in reasons[("b", "missing.png")].reason
+
+
+@pytest.mark.parametrize("index_type", ["Flat", "HNSW16", "IVF4,Flat"])
+def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, index_type):
+    from search.vector_view import VectorView
+
+    folder = tmp_path / "idx"
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    with IndexStore.open(folder) as store:
+        view = VectorView(store)
+        pks = np.array(sorted(store.product_pks([f"P{i:03d}" for i in (7, 0, 13)]).values()), dtype=np.int64)[::-1].copy()
+        mine, truth = view.vectors_of(pks), store.vectors_of(pks.tolist())
+        order = lambda d: np.lexsort((d["image_position"], d["image_owner"]))
+        for key in ("text", "has_text"):
+            np.testing.assert_array_equal(mine[key], truth[key])
+        for key in ("images", "image_owner", "image_position"):
+            np.testing.assert_array_equal(mine[key][order(mine)], truth[key][order(truth)])
+        image_pks, owners, _ = store.image_owners()
+        np.testing.assert_array_equal(view.owners_of(image_pks), owners)

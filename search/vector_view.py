@@ -1,0 +1,70 @@
+"""``VectorView``: one commit's FAISS indexes plus in-memory id maps, for the query path.
+
+Loaded once per commit, so a query needs no SQL to turn image hits into products or to
+fetch candidate vectors: they come from FAISS itself (``reconstruct_batch``) where the
+index stores full vectors (Flat, HNSW), and from SQLite's exact copies otherwise (IVF, PQ).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexer import vectors as vector_files
+from indexer.store import MODALITIES, IndexStore
+
+
+class VectorView:
+    def __init__(self, store: IndexStore):
+        self.store = store
+        self.dim = store.identity.dim
+        self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
+        image_pk, product_pk, position = store.image_owners()
+        order = np.argsort(image_pk, kind="stable")
+        self._image_pk, self._image_owner = image_pk[order], product_pk[order]
+        grouped = np.lexsort((position, product_pk))
+        self._grouped_product = product_pk[grouped]
+        self._grouped_image = image_pk[grouped]
+        self._grouped_position = position[grouped]
+        text_index = self.indexes["text"]
+        self._text_ids = np.sort(faiss.vector_to_array(text_index.id_map)) if text_index.ntotal else np.empty(0, np.int64)
+        self.exact = vector_files.is_exact(text_index)
+        self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
+
+    def owners_of(self, image_ids: np.ndarray) -> np.ndarray:
+        """Product pk of each image pk (all must exist)."""
+        return self._image_owner[np.searchsorted(self._image_pk, image_ids)]
+
+    def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None,
+                       tuning: vector_files.SearchTuning) -> np.ndarray:
+        """Union of the top-``n`` text hits and the products of the top-``2n`` image hits."""
+        q = query.reshape(1, -1)
+        _, text_ids = vector_files.search(self.indexes["text"], q, n, allowed=None if allowed is None else allowed[0], tuning=tuning)
+        _, image_ids = vector_files.search(self.indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1], tuning=tuning)
+        image_ids = image_ids[image_ids >= 0]
+        return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
+
+    def vectors_of(self, product_pks: np.ndarray) -> dict[str, Any]:
+        """Candidate vectors in the layout of ``IndexStore.vectors_of`` (exact copies either way)."""
+        if not self._reconstruct:
+            return self.store.vectors_of(product_pks.tolist())
+        n = len(product_pks)
+        has_text = np.isin(product_pks, self._text_ids)
+        text = np.zeros((n, self.dim), dtype=np.float32)
+        if has_text.any():
+            text[has_text] = self.indexes["text"].reconstruct_batch(product_pks[has_text])
+        left = np.searchsorted(self._grouped_product, product_pks, side="left")
+        right = np.searchsorted(self._grouped_product, product_pks, side="right")
+        counts = right - left
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(left, right)]) if counts.sum() else np.empty(0, np.int64)
+        image_ids = self._grouped_image[rows]
+        images = self.indexes["image"].reconstruct_batch(image_ids) if len(image_ids) else np.empty((0, self.dim), np.float32)
+        return {
+            "text": text,
+            "has_text": has_text,
+            "images": images,
+            "image_owner": np.repeat(np.arange(n), counts),
+            "image_position": self._grouped_position[rows],
+        }
