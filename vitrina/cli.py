@@ -142,10 +142,13 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.option("--image-share", type=click.FloatRange(0, 1), help=f"How much product photos count against product text [default: {SearchConfig().image_share}].")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--sheet", "sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the query and its hits as a contact sheet PNG.")
 @domain_errors
 def search_command(text: str | None, index_dir: Path, image_path: Path | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
-                   image_share: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool) -> None:
+                   image_share: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
+                   sheet: Path | None) -> None:
     """Search an index by text, by photo, or both, with weights and filters.
 
     Examples:
@@ -172,6 +175,15 @@ def search_command(text: str | None, index_dir: Path, image_path: Path | None, t
             text=text, image=image_path, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
             where=parse_where(where), k=k, offset=offset, image_share=image_share, exclude=[like] if like else (),
         )
+    if sheet:
+        from vitrina.contact_sheet import render_contact_sheet
+
+        described = [f'"{text}" x{text_weight:g}'] if text else []
+        described += [f"photo x{image_weight:g}"] if image_path else []
+        described += list(terms) + ([f"like {like}"] if like else [])
+        render_contact_sheet([h.to_json() for h in result], sheet, query_text="  ".join(described), query_image=image_path,
+                             title=f"vitrina search  ({index_dir})")
+        click.echo(f"contact sheet: {sheet}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return
@@ -262,6 +274,15 @@ def repair_command(index_dir: Path) -> None:
         with store.writer() as writer:
             info = writer.rebuild_all()
     click.echo(f"rebuilt generation {info.generation}: {info.products} products, {info.images} image vectors")
+
+
+def _register_more() -> None:
+    from vitrina import demo_commands
+
+    demo_commands.register(cli)
+
+
+_register_more()
 
 
 def main() -> None:
