@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ from .errors import CatalogError
 KNOWN_FIELDS = ("id", "title", "description", "image", "images", "price", "category", "brand")
 CSV_IMAGE_SEPARATOR = "|"
 MAX_ID_CHARS = 256
+#: Longer text is truncated (with a warning): embeddings see ~77 tokens anyway.
+MAX_FIELD_CHARS = {"title": 1000, "description": 20_000}
+MAX_ATTRIBUTE_CHARS = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,11 +50,12 @@ class ProductRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class RowError:
-    """A catalog row that could not be used, and why."""
+    """A catalog row that could not be used (``fatal``), or was used with a change (a warning)."""
 
     row: int
     reason: str
     product_id: str | None = None
+    fatal: bool = True
 
     def __str__(self) -> str:
         who = f" (id {self.product_id!r})" if self.product_id else ""
@@ -68,13 +73,16 @@ def catalog_format(path: Path) -> str:
 
 
 def iter_products(
-    path: str | Path, *, on_error: Callable[[RowError], None] | None = None
+    path: str | Path, *, on_error: Callable[[RowError], None] | None = None, allow_outside_root: bool = False
 ) -> Iterator[ProductRecord]:
     """Yield every valid product of the catalog at ``path``.
 
-    Invalid rows (missing or duplicate id, bad price, unreadable JSON...) go to
-    ``on_error``; the first row with a given id wins.  Raises ``CatalogError`` only when
-    the file itself cannot be read.
+    Invalid rows (missing or duplicate id, bad price, unreadable JSON, text that is not
+    UTF-8...) go to ``on_error``; the first row with a given id wins.  Rows that are used
+    with a change (text truncated, an image path outside the catalog's folder dropped)
+    go there too, with ``fatal=False``.  Local image paths must stay inside the catalog's
+    folder (after resolving ``..`` and symlinks) unless ``allow_outside_root``.  Raises
+    ``CatalogError`` only when the file itself cannot be read.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,8 +96,10 @@ def iter_products(
         if isinstance(raw, RowError):
             report(raw)
             continue
+        warnings: list[str] = []
         try:
-            record = parse_row(raw, row=row_number, root=root, csv_row=fmt == "csv")
+            record = parse_row(raw, row=row_number, root=root, csv_row=fmt == "csv", warnings=warnings,
+                               allow_outside_root=allow_outside_root)
         except CatalogError as exc:
             report(RowError(row=row_number, reason=str(exc), product_id=_raw_id(raw)))
             continue
@@ -97,35 +107,76 @@ def iter_products(
             report(RowError(row=row_number, reason="duplicate id (the first row wins)", product_id=record.id))
             continue
         seen.add(record.id)
+        for warning in warnings:
+            report(RowError(row=row_number, reason=warning, product_id=record.id, fatal=False))
         yield record
 
 
-def parse_row(raw: dict[str, Any], *, row: int, root: Path, csv_row: bool = False) -> ProductRecord:
-    """Validate one raw row (a dict of field → value) into a ``ProductRecord``."""
+def parse_row(
+    raw: dict[str, Any], *, row: int, root: Path, csv_row: bool = False,
+    warnings: list[str] | None = None, allow_outside_root: bool = False,
+) -> ProductRecord:
+    """Validate one raw row (a dict of field → value) into a ``ProductRecord``.
+
+    Changes made to keep the row (truncation, dropped images) are appended to ``warnings``.
+    """
     if not isinstance(raw, dict):
         raise CatalogError(f"expected an object, got {type(raw).__name__}")
+    warnings = warnings if warnings is not None else []
     values = {k.strip(): v for k, v in raw.items() if isinstance(k, str) and not _blank(v)}
+    for key, value in values.items():
+        if isinstance(value, str) and _has_surrogates(value):
+            raise CatalogError(f"field {key!r} is not valid UTF-8 text")
     product_id = _parse_id(values.get("id"))
     images = _parse_images(values, root=root, csv_row=csv_row)
+    if not allow_outside_root:
+        images = _inside_root(images, root, warnings)
     record = ProductRecord(
         id=product_id,
         row=row,
-        title=_text(values, "title"),
-        description=_text(values, "description"),
+        title=_truncated(values, "title", MAX_FIELD_CHARS["title"], warnings),
+        description=_truncated(values, "description", MAX_FIELD_CHARS["description"], warnings),
         images=images,
         price=_parse_price(values.get("price")),
         category=_optional_text(values, "category"),
         brand=_optional_text(values, "brand"),
-        attributes={k: _attribute(k, v) for k, v in values.items() if k not in KNOWN_FIELDS and k},
+        attributes={k: _attribute(k, v, warnings) for k, v in values.items() if k not in KNOWN_FIELDS and k},
     )
     if not record.text and not record.images:
         raise CatalogError("no title, description or image: nothing to index")
     return record
 
 
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _truncated(values: dict[str, Any], name: str, limit: int, warnings: list[str]) -> str:
+    text = _text(values, name)
+    if len(text) > limit:
+        warnings.append(f"{name} of {len(text)} characters truncated to {limit}")
+        return text[:limit]
+    return text
+
+
+def _inside_root(images: tuple[str, ...], root: Path, warnings: list[str]) -> tuple[str, ...]:
+    kept = []
+    real_root = os.path.realpath(root)
+    for location in images:
+        if location.lower().startswith(("http://", "https://")):
+            kept.append(location)
+            continue
+        real = os.path.realpath(location)
+        if os.path.commonpath([real_root, real]) != real_root:
+            warnings.append(f"image {location} is outside the catalog's folder {root}; refused (allow it with --allow-outside-root)")
+            continue
+        kept.append(location)
+    return tuple(kept)
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
         with handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "id" not in [f.strip() for f in reader.fieldnames]:
@@ -245,7 +296,15 @@ def resolve_image_location(location: str, *, root: Path) -> str:
     return str(path if path.is_absolute() else (root / path))
 
 
-def _attribute(name: str, value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)):
-        return value.strip() if isinstance(value, str) else value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+def _attribute(name: str, value: Any, warnings: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        warnings.append(f"attribute {name!r} is {value!r}; stored as text")
+        return str(value)
+    if not isinstance(value, (str, int, float, bool)):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if isinstance(value, str):
+        value = value.strip()
+        if len(value) > MAX_ATTRIBUTE_CHARS:
+            warnings.append(f"attribute {name!r} of {len(value)} characters truncated to {MAX_ATTRIBUTE_CHARS}")
+            value = value[:MAX_ATTRIBUTE_CHARS]
+    return value

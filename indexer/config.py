@@ -48,7 +48,9 @@ class IndexConfig:
     index_type: str = DEFAULT_INDEX_TYPE
     batch_size: int = 32
     #: Commit (make searchable, crash-safe) every this many products; 0 = only at the end.
-    commit_every: int = 5000
+    commit_every: int = 1000
+    #: Accept local image paths outside the catalog's folder (``../``, absolute, symlinks out).
+    allow_outside_root: bool = False
     images: ImageLimits = field(default_factory=ImageLimits)
 
 

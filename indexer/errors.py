@@ -7,6 +7,7 @@ The edges (CLI, HTTP) translate them into one clear line and an exit code or a 4
     ├── ImageError         an image cannot be fetched, decoded or is refused
     ├── ModelError         a model cannot be loaded, or does not match an index
     ├── IndexFormatError   an index folder is missing, torn or of another version
+    ├── IndexLockedError   another process is writing to the index folder
     └── QueryError         a query, filter or parameter is invalid
 """
 
@@ -31,6 +32,10 @@ class ModelError(VitrinaError):
 
 class IndexFormatError(VitrinaError):
     """An index folder is missing, incomplete, or was written by an incompatible version."""
+
+
+class IndexLockedError(VitrinaError):
+    """Another writer holds the index folder's lock."""
 
 
 class QueryError(VitrinaError):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -32,6 +32,9 @@ from .catalog import ProductRecord
 from .encoder import ModelIdentity
 from .errors import IndexFormatError
 from .schema import DATABASE_FILE, FORMAT_VERSION, Base, ImageRow, IndexMeta, Product
+
+if TYPE_CHECKING:
+    from .writer import IndexWriter
 
 MODALITIES = ("image", "text")
 
@@ -194,6 +197,26 @@ class IndexStore:
         count = self.vector_count(modality)
         return vector_files.read(self.folder / info["name"], expected_size=info["size"], expected_count=count)
 
+    def check(self) -> dict[str, int]:
+        """Full consistency check of the live commit; ``IndexFormatError`` names what is wrong."""
+        summary = {"generation": int(self.commit_info.get("generation", 0)), "products": self.counts()["products"]}
+        with self.engine.connect() as conn:
+            expected = {
+                "text": set(conn.execute(select(Product.pk).where(Product.text_vector.is_not(None))).scalars()),
+                "image": set(conn.execute(select(ImageRow.pk)).scalars()),
+            }
+        for modality in MODALITIES:
+            index = self.load_vector_index(modality)
+            ids = set(faiss.vector_to_array(index.id_map).tolist()) if index.ntotal else set()
+            if ids != expected[modality]:
+                raise IndexFormatError(
+                    f"{self.folder}: {modality} index ids differ from the database "
+                    f"({len(ids - expected[modality])} extra, {len(expected[modality] - ids)} missing); "
+                    f"rebuild it with `vitrina repair --index {self.folder}`"
+                )
+            summary[modality] = len(ids)
+        return summary
+
     def vector_count(self, modality: str) -> int:
         with self.engine.connect() as conn:
             if modality == "image":
@@ -293,131 +316,22 @@ class IndexStore:
         return out
 
     # -- writing ---------------------------------------------------------------------
-    def writer(self) -> IndexWriter:
+    def writer(self, *, rebuild: bool = False) -> IndexWriter:
+        """The folder's single writer; ``IndexLockedError`` while another process holds it.
+
+        ``rebuild`` starts from empty FAISS indexes without reading the live files (repair).
+        """
+        from .writer import IndexWriter
+
         if not self.writable:
             raise IndexFormatError(f"{self.folder}: opened read-only")
-        return IndexWriter(self)
+        return IndexWriter(self, rebuild=rebuild)
 
+    def content_hashes(self) -> dict[str, str | None]:
+        """Stored product id → content hash, for incremental indexing."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Product.id, Product.content_hash)).all())
 
-class IndexWriter:
-    """Stages product puts and deletes; ``commit`` makes them live together, atomically."""
-
-    def __init__(self, store: IndexStore):
-        self.store = store
-        self.session = Session(store.engine, expire_on_commit=False)
-        self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
-        self.pending = _Pending()
-        self._rebuild: set[str] = set()
-
-    def put(self, product: EmbeddedProduct) -> None:
-        """Insert ``product``, replacing any stored product with the same id."""
-        record = product.record
-        self.delete([record.id])
-        row = Product(
-            id=record.id, row=record.row, title=record.title, description=record.description,
-            price=record.price, category=record.category, brand=record.brand,
-            attributes=dict(record.attributes), content_hash=product.content_hash,
-            text_vector=vector_to_blob(product.text_vector) if product.text_vector is not None else None,
-        )
-        row.images = [
-            ImageRow(position=img.position, location=img.location, vector=vector_to_blob(img.vector)) for img in product.images
-        ]
-        self.session.add(row)
-        self.session.flush()
-        if product.text_vector is not None:
-            self.pending.add["text"].append((row.pk, product.text_vector))
-        for image_row, img in zip(row.images, product.images):
-            self.pending.add["image"].append((image_row.pk, img.vector))
-
-    def delete(self, product_ids: Iterable[str]) -> int:
-        """Stage the removal of ``product_ids``; returns how many were stored."""
-        removed = 0
-        for product in self.session.scalars(select(Product).where(Product.id.in_(list(product_ids)))):
-            self._unstage(product)
-            self.session.delete(product)
-            removed += 1
-        self.session.flush()
-        return removed
-
-    def _unstage(self, product: Product) -> None:
-        """Forget staged vectors of ``product``; mark committed ones for removal."""
-        text_pks = {product.pk} if product.text_vector is not None else set()
-        for modality, pks in (("text", text_pks), ("image", {img.pk for img in product.images})):
-            staged = {pk for pk, _ in self.pending.add[modality]}
-            self.pending.add[modality] = [(pk, v) for pk, v in self.pending.add[modality] if pk not in pks]
-            self.pending.remove[modality] |= pks - staged
-
-    def commit(self) -> CommitInfo:
-        """Write the new FAISS generation, then commit it with the rows in one transaction."""
-        store = self.store
-        for modality in MODALITIES:
-            self._apply(modality)
-        generation = int(store.commit_info.get("generation", 0)) + 1
-        files: dict[str, dict[str, Any]] = {}
-        written: list[Path] = []
-        try:
-            for modality in MODALITIES:
-                path = store.file_path(modality, generation)
-                size = vector_files.write_atomic(self.indexes[modality], path)
-                written.append(path)
-                files[modality] = {"name": path.name, "size": size, "ntotal": int(self.indexes[modality].ntotal)}
-            commit = {"generation": generation, "files": files, "committed_at": time.time()}
-            self.session.merge(IndexMeta(key="commit", value=commit))
-            self.session.commit()
-        except BaseException:
-            self.session.rollback()
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
-        store.commit_info = commit
-        live = {info["name"] for info in files.values()}
-        for modality in MODALITIES:  # older generations, and leftovers of interrupted commits
-            for path in store.folder.glob(f"{modality}.*.faiss*"):
-                if path.name not in live:
-                    path.unlink(missing_ok=True)
-        self.pending = _Pending()
-        counts = store.counts()
-        return CommitInfo(generation=generation, files=files, products=counts["products"], images=counts["images"])
-
-    def _apply(self, modality: str) -> None:
-        index = self.indexes[modality]
-        removals = self.pending.remove[modality]
-        if removals and vector_files.supports_removal(index):
-            index.remove_ids(np.fromiter(removals, dtype=np.int64))
-        elif removals:
-            self._rebuild.add(modality)
-        if modality in self._rebuild or not index.is_trained:
-            self.indexes[modality] = self._rebuilt(modality)
-            self._rebuild.discard(modality)
-            return
-        adds = self.pending.add[modality]
-        if adds:
-            ids = np.array([pk for pk, _ in adds], dtype=np.int64)
-            vector_files.train_and_add(index, np.stack([v for _, v in adds]), ids)
-
-    def _rebuilt(self, modality: str) -> faiss.Index:
-        """A fresh index holding every vector the session sees for ``modality`` (trains if needed)."""
-        index = vector_files.make_index(self.store.index_type, self.store.identity.dim)
-        if modality == "text":
-            rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))).all()
-        else:
-            rows = self.session.execute(select(ImageRow.pk, ImageRow.vector)).all()
-        if rows:
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            vector_files.train_and_add(index, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim), ids)
-        return index
-
-    def rebuild_all(self) -> CommitInfo:
-        """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""
-        self._rebuild = set(MODALITIES)
-        self.pending = _Pending()
-        return self.commit()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> IndexWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def product_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(Product.id)).scalars())

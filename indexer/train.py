@@ -144,7 +144,7 @@ def train_model(
         model = open_clip.create_model(name, pretrained=pretrained)
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, hub errors...
-        raise ModelError(f"cannot create model {name}{' + ' + pretrained if pretrained else ''}: {exc}") from exc
+        raise ModelError(_create_failure(name, pretrained, exc)) from exc
     preprocess_cfg = {k: v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
     to_uint8, mean, std = uint8_transform(preprocess_cfg)
 
@@ -194,6 +194,16 @@ def resolve_architecture(config: TrainConfig) -> tuple[str, str | None, dict[str
             raise ModelError(f"--init {config.init!r} is neither a model folder, a checkpoint file nor a "
                              f"pretrained tag of {name} (known: {tags})")
     return name, pretrained, open_clip.get_model_config(name)
+
+
+def _create_failure(name: str, pretrained: str | None, exc: Exception) -> str:
+    if pretrained and not Path(pretrained).is_file():
+        return (f"--init {pretrained}: the pretrained weights of {name} are not available offline (not in the "
+                "local cache, and they could not be downloaded): download them once on a machine with network "
+                "access (they are cached under ~/.cache/huggingface), or pass a checkpoint file or model folder "
+                f"to --init ({type(exc).__name__}: {exc})")
+    what = f"{name} with weights {pretrained}" if pretrained else name
+    return f"cannot create model {what}: {type(exc).__name__}: {exc}"
 
 
 def split_products(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

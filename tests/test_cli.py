@@ -23,7 +23,7 @@ def build_cli_index(tmp_path, catalog, tiny_model_dir):
     result = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir),
                                  "--batch-size", "5", "--report", str(tmp_path / "report.json")])
     assert result.exit_code == 0, result.output
-    assert "24 indexed (36 images), 0 skipped, 0 failed of 24 rows" in result.output
+    assert "24 indexed, 0 updated, 0 unchanged, 0 skipped, 0 failed of 24 rows (36 images embedded)" in result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["indexed"] == 24 and report["rows"] == 24
     return folder
@@ -105,3 +105,16 @@ def test_every_command_has_help_with_an_example(runner):
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0
         assert "Example" in result.output, name
+
+
+def test_delete_and_check_commands(runner, tmp_path, catalog, tiny_model_dir):
+    folder = build_cli_index(tmp_path, catalog, tiny_model_dir)
+    result = runner.invoke(cli, ["delete", "--index", str(folder), "P001", "P002", "NOPE"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 2 product(s); not in the index: NOPE" in result.output
+    check = runner.invoke(cli, ["check", "--index", str(folder)])
+    assert check.exit_code == 0 and "22 products" in check.output, check.output
+    hits = json.loads(runner.invoke(cli, ["search", "widget", "-k", "30", "--index", str(folder), "--json"]).output)["hits"]
+    assert {h["product_id"] for h in hits}.isdisjoint({"P001", "P002"}) and len(hits) == 22
+    again = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir)])
+    assert "2 indexed, 0 updated, 22 unchanged" in again.output, again.output

@@ -22,13 +22,34 @@ def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
             assert store.load_vector_index(modality).ntotal == store.vector_count(modality)
 
 
-def test_reindexing_replaces_products_without_duplicates(tmp_path, built_index, catalog, tiny_encoder):
+def test_reindexing_skips_unchanged_and_replaces_changed_products(tmp_path, built_index, catalog, tiny_encoder):
     report = build_index(catalog, built_index, encoder=tiny_encoder)
-    assert report.indexed == 24
+    assert (report.indexed, report.unchanged, report.updated, report.commits) == (0, 24, 0, 0)
+    lines = catalog.read_text().splitlines()
+    lines[3] = lines[3].replace("widget", "gadget")
+    catalog.write_text("\n".join(lines) + "\n")
+    (catalog.parent / "images" / "p5_0.png").write_bytes((catalog.parent / "images" / "p6_0.png").read_bytes())
+    report = build_index(catalog, built_index, encoder=tiny_encoder)
+    assert (report.indexed, report.unchanged, report.updated, report.rows) == (0, 22, 2, 24)
     with IndexStore.open(built_index) as store:
         assert store.counts() == {"products": 24, "images": 36, "texts": 24}
         assert store.commit_info["generation"] == 2
         assert sorted(p.name for p in built_index.glob("*.faiss")) == ["image.2.faiss", "text.2.faiss"]
+        pk = store.product_pks(["P003"])["P003"]
+        assert "gadget" in store.products([pk])[pk]["title"]
+
+
+def test_delete_missing_removes_products_no_longer_in_the_catalog(built_index, catalog, tiny_encoder):
+    lines = catalog.read_text().splitlines()
+    lines[10] = '{"id": "P010", "title": "kept although its row is now bad", "price": -1}'
+    catalog.write_text("\n".join(lines[:20]) + "\n")
+    report = build_index(catalog, built_index, encoder=tiny_encoder, delete_missing=True)
+    assert (report.deleted, report.skipped, report.unchanged) == (4, 1, 19)
+    with IndexStore.open(built_index) as store:
+        ids = store.product_ids()
+        assert "P010" in ids and "P020" not in ids and len(ids) == 20
+        for modality in ("image", "text"):
+            assert store.load_vector_index(modality).ntotal == store.vector_count(modality)
 
 
 @pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat", "IVF2,PQ4x4"])
@@ -63,8 +84,10 @@ def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypa
     def boom(index, path):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(vectors, "write_atomic", boom)
+    extra = catalog.parent / "extra.jsonl"
+    extra.write_text('{"id": "NEW-1", "title": "a new product"}\n')
     with pytest.raises(OSError):
-        build_index(catalog.parent / "catalog.jsonl", built_index, encoder=tiny_encoder)
+        build_index(extra, built_index, encoder=tiny_encoder)
     with IndexStore.open(built_index) as store:
         assert (store.counts(), store.commit_info) == before
         assert store.load_vector_index("text").ntotal == 24

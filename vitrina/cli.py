@@ -63,15 +63,19 @@ def cli() -> None:
               help="FAISS factory string: Flat (exact), HNSW32, IVF1024,PQ32 (trained on the data)...")
 @click.option("--commit-every", default=IndexConfig().commit_every, show_default=True, type=click.IntRange(min=0),
               help="Make progress durable and searchable every N products (0: only at the end).")
+@click.option("--delete-missing", is_flag=True, help="Remove stored products whose id is no longer in the catalog.")
+@click.option("--allow-outside-root", is_flag=True, help="Accept local image paths outside the catalog's folder.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
-                  batch_size: int, index_type: str, commit_every: int, report_file: Path | None, as_json: bool) -> None:
+                  batch_size: int, index_type: str, commit_every: int, delete_missing: bool, allow_outside_root: bool,
+                  report_file: Path | None, as_json: bool) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
-    Products already in the folder with the same id are replaced. Bad rows and bad
-    images are reported with their row numbers and never stop the run.
+    Incremental: new products are added, changed ones (text or image bytes) re-embedded,
+    unchanged ones skipped. A killed run continues from its last commit when run again.
+    Bad rows and bad images are reported with their row numbers and never stop the run.
 
     Example:
 
@@ -84,10 +88,12 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
 
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads)
     encoder = load_encoder(model_config, batch_size=batch_size)
-    config = IndexConfig(index_type=index_type, batch_size=batch_size, commit_every=commit_every)
+    config = IndexConfig(index_type=index_type, batch_size=batch_size, commit_every=commit_every,
+                         allow_outside_root=allow_outside_root)
     spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
     with tqdm(desc="indexing", unit=" products", file=sys.stderr, disable=as_json or None) as bar:
-        report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=bar.update)
+        report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=bar.update,
+                             delete_missing=delete_missing)
     data = report.to_json()
     if report_file:
         report_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -95,8 +101,9 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(
-        f"{report.indexed} indexed ({report.images} images), {report.skipped} skipped, {report.failed} failed "
-        f"of {report.rows} rows in {report.seconds:.1f}s -> {index_dir}"
+        f"{report.indexed} indexed, {report.updated} updated, {report.unchanged} unchanged, {report.skipped} skipped, "
+        f"{report.failed} failed of {report.rows} rows ({report.images} images embedded); {report.deleted} deleted; "
+        f"{report.seconds:.1f}s -> {index_dir}"
     )
     for problem in report.problems[:20]:
         click.echo(f"  {problem}", err=True)
@@ -269,11 +276,51 @@ def repair_command(index_dir: Path) -> None:
     """
     from indexer.store import IndexStore
 
-    with IndexStore.open(index_dir, writable=True) as store:
-        store.commit_info = {**store.commit_info, "files": {}}  # do not trust (or load) the current files
-        with store.writer() as writer:
-            info = writer.rebuild_all()
+    with IndexStore.open(index_dir, writable=True) as store, store.writer(rebuild=True) as writer:
+        info = writer.rebuild_all()
     click.echo(f"rebuilt generation {info.generation}: {info.products} products, {info.images} image vectors")
+
+
+@cli.command("delete")
+@click.argument("product_ids", nargs=-1, required=True)
+@INDEX_OPTION
+@domain_errors
+def delete_command(product_ids: tuple[str, ...], index_dir: Path) -> None:
+    """Remove products (and their vectors) from an index, in one commit.
+
+    Example:
+
+        vitrina delete --index my-index SKU-1 SKU-2
+    """
+    from indexer.store import IndexStore
+
+    with IndexStore.open(index_dir, writable=True) as store:
+        missing = sorted(set(product_ids) - set(store.product_pks(product_ids)))
+        with store.writer() as writer:
+            removed = writer.delete(product_ids)
+            if removed:
+                writer.commit()
+    click.echo(f"deleted {removed} product(s)" + (f"; not in the index: {', '.join(missing)}" if missing else ""))
+
+
+@cli.command("check")
+@INDEX_OPTION
+@domain_errors
+def check_command(index_dir: Path) -> None:
+    """Verify an index folder: files match the commit, FAISS ids match the database.
+
+    Exits non-zero, naming the problem and the repair command, when something is off.
+
+    Example:
+
+        vitrina check --index my-index
+    """
+    from indexer.store import IndexStore
+
+    with IndexStore.open(index_dir) as store:
+        summary = store.check()
+    click.echo(f"ok: generation {summary['generation']}, {summary['products']} products, "
+               f"{summary['image']} image vectors, {summary['text']} text vectors")
 
 
 def _register_more() -> None:

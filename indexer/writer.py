@@ -1,0 +1,189 @@
+"""``IndexWriter``: the one writer of an index folder.
+
+It stages product puts and deletes in a SQLite transaction and in-memory FAISS indexes;
+``commit`` writes the FAISS files of a new generation (temporary file, fsync, rename),
+then records them in the same SQLite transaction as the rows, then removes older
+generations.  An exclusive ``flock`` on ``write.lock`` keeps a second writer out; the
+kernel releases it when the process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import vectors as vector_files
+from .errors import IndexLockedError
+from .schema import ImageRow, IndexMeta, Product
+from .store import MODALITIES, CommitInfo, EmbeddedProduct, IndexStore, _Pending, blobs_to_matrix, vector_to_blob
+
+LOCK_FILE = "write.lock"
+
+
+class WriteLock:
+    """An exclusive, non-blocking lock on ``folder/write.lock`` holding the owner's pid."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise IndexLockedError(
+                f"{self.path.parent}: another writer (pid {holder}) is updating this index; "
+                "wait for it to finish or stop it (searches keep working meanwhile)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class IndexWriter:
+    """Stages product puts and deletes; ``commit`` makes them live together, atomically."""
+
+    def __init__(self, store: IndexStore, *, rebuild: bool = False):
+        self.store = store
+        self.lock = WriteLock(store.folder)
+        self.lock.acquire()
+        store.refresh()  # the commit made by the previous writer, if any
+        self.session = Session(store.engine, expire_on_commit=False)
+        if rebuild:  # repair: the live files are not trusted, nor even read
+            self.indexes = {m: vector_files.make_index(store.index_type, store.identity.dim) for m in MODALITIES}
+        else:
+            self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
+        self.pending = _Pending()
+        self._rebuild: set[str] = set()
+
+    def put(self, product: EmbeddedProduct) -> None:
+        """Insert ``product``, replacing any stored product with the same id."""
+        record = product.record
+        self.delete([record.id])
+        row = Product(
+            id=record.id, row=record.row, title=record.title, description=record.description,
+            price=record.price, category=record.category, brand=record.brand,
+            attributes=dict(record.attributes), content_hash=product.content_hash,
+            text_vector=vector_to_blob(product.text_vector) if product.text_vector is not None else None,
+        )
+        row.images = [
+            ImageRow(position=img.position, location=img.location, vector=vector_to_blob(img.vector)) for img in product.images
+        ]
+        self.session.add(row)
+        self.session.flush()
+        if product.text_vector is not None:
+            self.pending.add["text"].append((row.pk, product.text_vector))
+        for image_row, img in zip(row.images, product.images):
+            self.pending.add["image"].append((image_row.pk, img.vector))
+
+    def delete(self, product_ids: Iterable[str]) -> int:
+        """Stage the removal of ``product_ids``; returns how many were stored."""
+        removed = 0
+        for product in self.session.scalars(select(Product).where(Product.id.in_(list(product_ids)))):
+            self._unstage(product)
+            self.session.delete(product)
+            removed += 1
+        self.session.flush()
+        return removed
+
+    def _unstage(self, product: Product) -> None:
+        """Forget staged vectors of ``product``; mark committed ones for removal."""
+        text_pks = {product.pk} if product.text_vector is not None else set()
+        for modality, pks in (("text", text_pks), ("image", {img.pk for img in product.images})):
+            staged = {pk for pk, _ in self.pending.add[modality]}
+            self.pending.add[modality] = [(pk, v) for pk, v in self.pending.add[modality] if pk not in pks]
+            self.pending.remove[modality] |= pks - staged
+
+    def commit(self) -> CommitInfo:
+        """Write the new FAISS generation, then commit it with the rows in one transaction."""
+        store = self.store
+        for modality in MODALITIES:
+            self._apply(modality)
+        generation = int(store.commit_info.get("generation", 0)) + 1
+        files: dict[str, dict[str, Any]] = {}
+        written: list[Path] = []
+        try:
+            for modality in MODALITIES:
+                path = store.file_path(modality, generation)
+                size = vector_files.write_atomic(self.indexes[modality], path)
+                written.append(path)
+                files[modality] = {"name": path.name, "size": size, "ntotal": int(self.indexes[modality].ntotal)}
+            commit = {"generation": generation, "files": files, "committed_at": time.time()}
+            self.session.merge(IndexMeta(key="commit", value=commit))
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        store.commit_info = commit
+        live = {info["name"] for info in files.values()}
+        for modality in MODALITIES:  # older generations, and leftovers of interrupted commits
+            for path in store.folder.glob(f"{modality}.*.faiss*"):
+                if path.name not in live:
+                    path.unlink(missing_ok=True)
+        self.pending = _Pending()
+        counts = store.counts()
+        return CommitInfo(generation=generation, files=files, products=counts["products"], images=counts["images"])
+
+    def _apply(self, modality: str) -> None:
+        index = self.indexes[modality]
+        removals = self.pending.remove[modality]
+        if removals and vector_files.supports_removal(index):
+            index.remove_ids(np.fromiter(removals, dtype=np.int64))
+        elif removals:
+            self._rebuild.add(modality)
+        if modality in self._rebuild or not index.is_trained:
+            self.indexes[modality] = self._rebuilt(modality)
+            self._rebuild.discard(modality)
+            return
+        adds = self.pending.add[modality]
+        if adds:
+            ids = np.array([pk for pk, _ in adds], dtype=np.int64)
+            vector_files.train_and_add(index, np.stack([v for _, v in adds]), ids)
+
+    def _rebuilt(self, modality: str) -> faiss.Index:
+        """A fresh index holding every vector the session sees for ``modality`` (trains if needed)."""
+        index = vector_files.make_index(self.store.index_type, self.store.identity.dim)
+        if modality == "text":
+            rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))).all()
+        else:
+            rows = self.session.execute(select(ImageRow.pk, ImageRow.vector)).all()
+        if rows:
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            vector_files.train_and_add(index, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim), ids)
+        return index
+
+    def rebuild_all(self) -> CommitInfo:
+        """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""
+        self._rebuild = set(MODALITIES)
+        self.pending = _Pending()
+        return self.commit()
+
+    def close(self) -> None:
+        self.session.close()
+        self.lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
