@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .fetch import FetchPolicy
+
 #: FAISS factory string used when none is given: exact inner-product search.
 DEFAULT_INDEX_TYPE = "Flat"
 #: Fraction of a product's fused score that comes from its photos (the rest from its text).
@@ -38,7 +40,6 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     max_bytes: int = 20 * 1024 * 1024
     allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"})
-    url_timeout: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,8 @@ class IndexConfig:
     commit_every: int = 1000
     #: Accept local image paths outside the catalog's folder (``../``, absolute, symlinks out).
     allow_outside_root: bool = False
+    #: How image URLs are fetched: timeouts, byte cap, redirects, retries, address allowlist.
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
     images: ImageLimits = field(default_factory=ImageLimits)
 
 

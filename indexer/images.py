@@ -8,10 +8,6 @@ cleanly, EXIF orientation is applied and every mode ends as 8-bit RGB.
 from __future__ import annotations
 
 import io
-import ipaddress
-import socket
-import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -21,7 +17,6 @@ from .config import ImageLimits
 from .errors import ImageError
 
 DEFAULT_LIMITS = ImageLimits()
-_READ_CHUNK = 64 * 1024
 
 
 def load_image(source: str | Path | bytes | Image.Image, *, limits: ImageLimits = DEFAULT_LIMITS) -> Image.Image:
@@ -32,7 +27,9 @@ def load_image(source: str | Path | bytes | Image.Image, *, limits: ImageLimits 
         return decode_image(bytes(source), name="image bytes", limits=limits)
     location = str(source)
     if location.lower().startswith(("http://", "https://")):
-        return decode_image(fetch_url(location, limits=limits), name=location, limits=limits)
+        from .fetch import FetchPolicy, fetch_url
+
+        return decode_image(fetch_url(location, policy=FetchPolicy(max_bytes=limits.max_bytes)), name=location, limits=limits)
     return decode_image(read_file(Path(location), limits=limits), name=location, limits=limits)
 
 
@@ -109,42 +106,3 @@ def _scale_int(image: Image.Image) -> Image.Image:
 
 def _adobe_inverted(image: Image.Image) -> bool:
     return image.format == "JPEG" and "adobe" in getattr(image, "info", {}) and image.info.get("adobe_transform", 1) == 0
-
-
-def fetch_url(url: str, *, limits: ImageLimits = DEFAULT_LIMITS, allow_private: bool = False) -> bytes:
-    """GET an http(s) URL with a timeout and a byte cap; private and loopback hosts refused."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ImageError(f"{url}: only http(s) URLs with a host are accepted")
-    if not allow_private:
-        check_public_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), url=url)
-    request = urllib.request.Request(url, headers={"User-Agent": "vitrina/0.1 (+image fetch)"})
-    try:
-        with urllib.request.urlopen(request, timeout=limits.url_timeout) as response:
-            final = response.geturl()
-            if final != url and not allow_private:
-                host = urllib.parse.urlsplit(final).hostname or ""
-                check_public_host(host, 0, url=final)
-            chunks, total = [], 0
-            while chunk := response.read(_READ_CHUNK):
-                total += len(chunk)
-                if total > limits.max_bytes:
-                    raise ImageError(f"{url}: larger than the {limits.max_bytes}-byte limit")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except ImageError:
-        raise
-    except Exception as exc:  # URLError, HTTPError, timeouts, SSL errors
-        raise ImageError(f"{url}: download failed ({exc})") from None
-
-
-def check_public_host(host: str, port: int, *, url: str) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
-    try:
-        infos = socket.getaddrinfo(host, port or None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise ImageError(f"{url}: cannot resolve host {host!r} ({exc.strerror})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise ImageError(f"{url}: host {host!r} resolves to non-public address {address}; refused")

@@ -21,7 +21,8 @@ from .catalog import ProductRecord, RowError, iter_products
 from .config import IndexConfig
 from .encoder import Encoder
 from .errors import ImageError
-from .images import decode_image, fetch_url, read_file
+from .fetch import fetch_many
+from .images import decode_image, read_file
 from .store import EmbeddedImage, EmbeddedProduct, IndexStore
 
 
@@ -121,7 +122,7 @@ def build_index(
             stored = store.content_hashes()
             changes = 0
             for batch in _batches(records, config.batch_size):
-                loaded = [_read(record, config=config) for record in batch]
+                loaded = _read_batch(batch, config=config)
                 seen.update(record.id for record in batch)
                 todo = []
                 for item in loaded:
@@ -194,17 +195,22 @@ def embed_batch(
     return out
 
 
-def _read(record: ProductRecord, *, config: IndexConfig) -> _Loaded:
-    """Read (not decode) a record's images and hash its content."""
+def _read_batch(batch: list[ProductRecord], *, config: IndexConfig) -> list[_Loaded]:
+    """Read (not decode) the batch's images, URLs fetched concurrently, and hash each product."""
+    urls = sorted({loc for record in batch for loc in record.images if loc.lower().startswith(("http://", "https://"))})
+    fetched = dict(zip(urls, fetch_many(urls, policy=config.fetch))) if urls else {}
+    return [_read(record, fetched=fetched, config=config) for record in batch]
+
+
+def _read(record: ProductRecord, *, fetched: dict[str, bytes | ImageError], config: IndexConfig) -> _Loaded:
     data: list[tuple[int, str, bytes]] = []
     failures: list[tuple[str, str]] = []
     digest = hashlib.sha256()
     for position, location in enumerate(record.images):
         try:
-            if location.lower().startswith(("http://", "https://")):
-                raw = fetch_url(location, limits=config.images)
-            else:
-                raw = read_file(Path(location), limits=config.images)
+            raw = fetched[location] if location in fetched else read_file(Path(location), limits=config.images)
+            if isinstance(raw, ImageError):
+                raise raw
             digest.update(hashlib.sha256(raw).digest())
             data.append((position, location, raw))
         except ImageError as exc:

@@ -5,7 +5,7 @@ from PIL import Image
 
 from indexer.config import ImageLimits
 from indexer.errors import ImageError
-from indexer.images import decode_image, fetch_url, load_image
+from indexer.images import decode_image, load_image
 
 
 def encoded(image: Image.Image, fmt: str, **params) -> bytes:
@@ -57,7 +57,5 @@ def test_paths_and_urls(tmp_path):
     assert load_image(tmp_path / "a.png").getpixel((0, 0)) == (1, 2, 3)
     with pytest.raises(ImageError, match="file not found"):
         load_image(tmp_path / "missing.png")
-    with pytest.raises(ImageError, match="non-public address"):
-        fetch_url("http://127.0.0.1:9/x.png")
-    with pytest.raises(ImageError, match="only http"):
-        fetch_url("ftp://example.com/x.png")
+    with pytest.raises(ImageError, match="loopback address"):
+        load_image("http://127.0.0.1:9/x.png")

@@ -15,6 +15,7 @@ import click
 
 from indexer.config import DEFAULT_INDEX_TYPE, IndexConfig, ModelConfig, SearchConfig
 from indexer.errors import VitrinaError
+from indexer.fetch import FetchPolicy
 
 INDEX_OPTION = click.option(
     "--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
@@ -65,12 +66,14 @@ def cli() -> None:
               help="Make progress durable and searchable every N products (0: only at the end).")
 @click.option("--delete-missing", is_flag=True, help="Remove stored products whose id is no longer in the catalog.")
 @click.option("--allow-outside-root", is_flag=True, help="Accept local image paths outside the catalog's folder.")
+@click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
+              help="Let image URLs reach this otherwise refused network (e.g. an intranet image server 10.1.0.0/16); repeatable.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
                   batch_size: int, index_type: str, commit_every: int, delete_missing: bool, allow_outside_root: bool,
-                  report_file: Path | None, as_json: bool) -> None:
+                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
     Incremental: new products are added, changed ones (text or image bytes) re-embedded,
@@ -88,8 +91,12 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
 
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads)
     encoder = load_encoder(model_config, batch_size=batch_size)
+    try:
+        fetch = FetchPolicy(allow_networks=allow_networks)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-network") from None
     config = IndexConfig(index_type=index_type, batch_size=batch_size, commit_every=commit_every,
-                         allow_outside_root=allow_outside_root)
+                         allow_outside_root=allow_outside_root, fetch=fetch)
     spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
     with tqdm(desc="indexing", unit=" products", file=sys.stderr, disable=as_json or None) as bar:
         report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=bar.update,
