@@ -78,15 +78,15 @@ def decode_image(data: bytes, *, name: str, limits: ImageLimits = DEFAULT_LIMITS
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB with EXIF orientation applied; transparency composited on white."""
+    """8-bit RGB with EXIF orientation applied; transparency composited on white.
+
+    CMYK JPEGs written the Adobe way (inverted) are un-inverted by Pillow's decoder itself.
+    """
     image = ImageOps.exif_transpose(image) or image
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         image = image.point(lambda v: v / 257).convert("L") if mode != "I" else _scale_int(image)
         mode = image.mode
-    if mode == "CMYK" and _adobe_inverted(image):
-        image = ImageOps.invert(image.convert("RGB"))  # Adobe writes inverted CMYK JPEGs
-        mode = "RGB"
     if mode == "P" or mode == "PA":
         image = image.convert("RGBA")
         mode = "RGBA"
@@ -103,6 +103,3 @@ def _scale_int(image: Image.Image) -> Image.Image:
         return image.convert("L")
     return image.point(lambda v: v * (255.0 / 65535.0)).convert("L")
 
-
-def _adobe_inverted(image: Image.Image) -> bool:
-    return image.format == "JPEG" and "adobe" in getattr(image, "info", {}) and image.info.get("adobe_transform", 1) == 0

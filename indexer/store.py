@@ -15,8 +15,10 @@ names, so a crash at any point leaves the last commit readable.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from . import vectors as vector_files
@@ -75,16 +77,25 @@ def database_url(folder: Path) -> str:
 
 
 def _make_engine(folder: Path, *, readonly: bool) -> Engine:
+    """An engine whose transactions are real SQLite transactions (``BEGIN`` on begin), so a
+    read transaction sees one snapshot of the database (WAL) across all its statements."""
     engine = create_engine(database_url(folder), connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, pysqlite nothing of its own
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         if readonly:
             cursor.execute("PRAGMA query_only=ON")
+        else:
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -106,6 +117,7 @@ class IndexStore:
         self.folder = folder
         self.engine = engine
         self.writable = writable
+        self._local = threading.local()
         meta = self._read_meta()
         self._check_version(meta)
         self.identity = ModelIdentity.from_json(meta["model"])
@@ -133,8 +145,6 @@ class IndexStore:
         vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
         folder.mkdir(parents=True, exist_ok=True)
         engine = _make_engine(folder, readonly=False)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         Base.metadata.create_all(engine)
         with Session(engine) as session, session.begin():
             session.add_all(
@@ -177,10 +187,33 @@ class IndexStore:
         if version != FORMAT_VERSION or "model" not in meta:
             raise IndexFormatError(f"{self.folder}: index format {version!r}, this vitrina reads format {FORMAT_VERSION}; rebuild the index")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction: every read of this store in this thread sees one commit."""
+        with self.engine.connect() as conn, conn.begin():
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def read_commit(self) -> dict[str, Any]:
+        """The live commit as the current snapshot (or a fresh read) sees it."""
+        with self._connect() as conn:
+            return conn.execute(select(IndexMeta.value).where(IndexMeta.key == "commit")).scalar_one()
+
     def refresh(self) -> bool:
         """Re-read the live commit; True when another writer committed since."""
-        with self.engine.connect() as conn:
-            value = conn.execute(select(IndexMeta.value).where(IndexMeta.key == "commit")).scalar_one()
+        value = self.read_commit()
         changed = value != self.commit_info
         self.commit_info = value
         return changed
@@ -189,18 +222,19 @@ class IndexStore:
     def file_path(self, modality: str, generation: int) -> Path:
         return self.folder / f"{modality}.{generation}.faiss"
 
-    def load_vector_index(self, modality: str) -> faiss.Index:
-        """The FAISS index of the live commit for ``modality``, checked against the database."""
-        info = self.commit_info.get("files", {}).get(modality)
+    def load_vector_index(self, modality: str, *, commit: dict[str, Any] | None = None) -> faiss.Index:
+        """The FAISS index of ``commit`` (default: the live one) for ``modality``, checked against the database."""
+        info = (commit or self.commit_info).get("files", {}).get(modality)
         if info is None:
             return vector_files.make_index(self.index_type, self.identity.dim)
         count = self.vector_count(modality)
-        return vector_files.read(self.folder / info["name"], expected_size=info["size"], expected_count=count)
+        return vector_files.read(self.folder / info["name"], expected_size=info["size"],
+                                 expected_sha256=info.get("sha256"), expected_count=count)
 
     def check(self) -> dict[str, int]:
         """Full consistency check of the live commit; ``IndexFormatError`` names what is wrong."""
         summary = {"generation": int(self.commit_info.get("generation", 0)), "products": self.counts()["products"]}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             expected = {
                 "text": set(conn.execute(select(Product.pk).where(Product.text_vector.is_not(None))).scalars()),
                 "image": set(conn.execute(select(ImageRow.pk)).scalars()),
@@ -218,20 +252,20 @@ class IndexStore:
         return summary
 
     def vector_count(self, modality: str) -> int:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             if modality == "image":
                 return conn.execute(select(func.count()).select_from(ImageRow)).scalar_one()
             return conn.execute(select(func.count()).select_from(Product).where(Product.text_vector.is_not(None))).scalar_one()
 
     # -- reading ---------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             products = conn.execute(select(func.count()).select_from(Product)).scalar_one()
         return {"products": products, "images": self.vector_count("image"), "texts": self.vector_count("text")}
 
     def attribute_fields(self) -> list[str]:
         """Attribute names present in the catalog (filterable beside price, category, brand)."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT DISTINCT key FROM products, json_each(products.attributes) ORDER BY key"
             ).all()
@@ -239,13 +273,13 @@ class IndexStore:
 
     def product_pks(self, ids: Iterable[str]) -> dict[str, int]:
         ids = list(ids)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(select(Product.id, Product.pk).where(Product.id.in_(ids))).all()
         return {row.id: row.pk for row in rows}
 
     def allowed(self, clauses: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         """(product pks, image pks) of the products matching every clause."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             pks = conn.execute(select(Product.pk).where(*clauses)).scalars().all()
             product_pks = np.fromiter(pks, dtype=np.int64, count=len(pks))
             subquery = select(Product.pk).where(*clauses).scalar_subquery()
@@ -253,12 +287,12 @@ class IndexStore:
         return product_pks, np.fromiter(image_pks, dtype=np.int64, count=len(image_pks))
 
     def product_pks_of_images(self, image_pks: Sequence[int]) -> list[int]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return list(conn.execute(select(ImageRow.product_pk).where(ImageRow.pk.in_(list(image_pks)))).scalars())
 
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image pk, product pk, position) of every stored image."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(select(ImageRow.pk, ImageRow.product_pk, ImageRow.position)).all()
         if not rows:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
@@ -275,7 +309,7 @@ class IndexStore:
         order = {pk: i for i, pk in enumerate(product_pks)}
         text = np.zeros((len(order), dim), dtype=np.float32)
         has_text = np.zeros(len(order), dtype=bool)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for pk, blob in conn.execute(select(Product.pk, Product.text_vector).where(Product.pk.in_(list(order)))):
                 if blob is not None:
                     text[order[pk]] = np.frombuffer(blob, dtype=np.float32)
@@ -293,7 +327,7 @@ class IndexStore:
 
     def products(self, product_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Metadata of ``product_pks`` as plain dicts, keyed by pk."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(
                 select(
                     Product.pk, Product.id, Product.title, Product.description, Product.price,
@@ -329,9 +363,9 @@ class IndexStore:
 
     def content_hashes(self) -> dict[str, str | None]:
         """Stored product id → content hash, for incremental indexing."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return dict(conn.execute(select(Product.id, Product.content_hash)).all())
 
     def product_ids(self) -> set[str]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return set(conn.execute(select(Product.id)).scalars())

@@ -8,9 +8,11 @@ first time they are written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
@@ -127,15 +129,23 @@ def _ivf_inside(index: faiss.Index) -> bool:
         return False
 
 
-def write_atomic(index: faiss.Index, path: Path) -> int:
-    """Write ``index`` to ``path`` via a temporary file, fsync and rename; returns its size."""
+def write_atomic(index: faiss.Index, path: Path) -> tuple[int, str]:
+    """Write ``index`` to ``path`` via a temporary file, fsync and rename; returns (size, sha256)."""
     tmp = path.with_name(path.name + ".tmp")
     faiss.write_index(index, str(tmp))
     with open(tmp, "rb") as handle:
+        digest = file_sha256(handle)
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_folder(path.parent)
-    return path.stat().st_size
+    return path.stat().st_size, digest
+
+
+def file_sha256(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fsync_folder(folder: Path) -> None:
@@ -146,8 +156,9 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path, *, expected_size: int | None = None, expected_count: int | None = None) -> faiss.Index:
-    """Read an index file, checking it against what the commit recorded."""
+def read(path: Path, *, expected_size: int | None = None, expected_sha256: str | None = None,
+         expected_count: int | None = None) -> faiss.Index:
+    """Read an index file, checking it against what the commit recorded (size, checksum, count)."""
     if not path.is_file():
         raise IndexFormatError(f"{path}: index file missing; rebuild it with `vitrina repair --index {path.parent}`")
     size = path.stat().st_size
@@ -156,6 +167,13 @@ def read(path: Path, *, expected_size: int | None = None, expected_count: int | 
             f"{path}: {size} bytes, the commit recorded {expected_size} (torn write?); "
             f"rebuild it with `vitrina repair --index {path.parent}`"
         )
+    if expected_sha256 is not None:
+        with open(path, "rb") as handle:
+            if file_sha256(handle) != expected_sha256:
+                raise IndexFormatError(
+                    f"{path}: checksum differs from the commit's (corrupted file); "
+                    f"rebuild it with `vitrina repair --index {path.parent}`"
+                )
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:

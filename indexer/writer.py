@@ -123,9 +123,9 @@ class IndexWriter:
         try:
             for modality in MODALITIES:
                 path = store.file_path(modality, generation)
-                size = vector_files.write_atomic(self.indexes[modality], path)
+                size, sha256 = vector_files.write_atomic(self.indexes[modality], path)
                 written.append(path)
-                files[modality] = {"name": path.name, "size": size, "ntotal": int(self.indexes[modality].ntotal)}
+                files[modality] = {"name": path.name, "size": size, "sha256": sha256, "ntotal": int(self.indexes[modality].ntotal)}
             commit = {"generation": generation, "files": files, "committed_at": time.time()}
             self.session.merge(IndexMeta(key="commit", value=commit))
             self.session.commit()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 from indexer import vectors as vector_files
 from indexer.config import ModelConfig, SearchConfig
 from indexer.encoder import Encoder, load_encoder
-from indexer.errors import ModelError, QueryError
+from indexer.errors import IndexFormatError, ModelError, QueryError
 from indexer.images import load_image
 from indexer.store import IndexStore
 
@@ -141,14 +142,40 @@ class SearchEngine:
         self.close()
 
     def _load_indexes(self) -> None:
-        self._view = VectorView(self.store)
-        self._attribute_fields = set(self.store.attribute_fields())
+        with self.store.snapshot():
+            self._view = VectorView(self.store)
 
-    def _refresh(self) -> None:
-        """Pick up a commit made by a writer since the last query."""
+    def _current_view(self) -> VectorView:
+        """The view of the commit this thread's snapshot sees (loaded when a writer committed since)."""
+        commit = self.store.read_commit()
+        view = self._view
+        if view.generation == commit.get("generation", 0):
+            return view
         with self._lock:
-            if self.store.refresh():
-                self._load_indexes()
+            if self._view.generation == commit.get("generation", 0):
+                return self._view
+            view = VectorView(self.store, commit)
+            if view.generation > self._view.generation:
+                self._view = view
+            return view
+
+    @contextmanager
+    def _consistent(self) -> Iterator[VectorView]:
+        """A snapshot of the database and the matching FAISS view: one answer, one commit.
+
+        A writer may delete an old generation's files between our snapshot and our load;
+        then a fresh snapshot (which sees the newer commit) is taken.
+        """
+        for attempt in range(3):
+            with self.store.snapshot():
+                try:
+                    view = self._current_view()
+                except IndexFormatError:
+                    if attempt == 2:
+                        raise
+                    continue
+                yield view
+                return
 
     # -- public API ------------------------------------------------------------------
     def search(
@@ -174,13 +201,14 @@ class SearchEngine:
         started = time.perf_counter()
         query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
         k, offset, share = self._check_params(k, offset, image_share)
-        self._refresh()
-        clauses = compile_where(where, attribute_fields=self._attribute_fields)
         timings: dict[str, float] = {}
-        t = time.perf_counter()
-        query = self._query_vector(query_terms)
-        timings["encode"] = _ms(t)
-        return self._search_vector(query, clauses, k=k, offset=offset, share=share, exclude=exclude, timings=timings, started=started)
+        with self._consistent() as view:
+            clauses = compile_where(where, attribute_fields=view.attribute_fields)
+            t = time.perf_counter()
+            query = self._query_vector(query_terms)
+            timings["encode"] = _ms(t)
+            return self._search_vector(view, query, clauses, k=k, offset=offset, share=share, exclude=exclude,
+                                       timings=timings, started=started)
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
                 image_share: float | None = None, offset: int = 0) -> SearchResult:
@@ -201,8 +229,8 @@ class SearchEngine:
             "model": self.store.identity.to_json(),
             "index_type": self.store.index_type,
             "counts": self.store.counts(),
-            "generation": self.store.commit_info.get("generation"),
-            "filter_fields": ["id", "price", "category", "brand", *sorted(self._attribute_fields)],
+            "generation": self._view.generation,
+            "filter_fields": ["id", "price", "category", "brand", *sorted(self._view.attribute_fields)],
         }
 
     # -- internals -------------------------------------------------------------------
@@ -253,7 +281,7 @@ class SearchEngine:
             parts.append(stored["text"][0])
         return _unit(np.sum(parts, axis=0))
 
-    def _search_vector(self, query: np.ndarray, clauses: list[Any], *, k: int, offset: int, share: float,
+    def _search_vector(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, k: int, offset: int, share: float,
                        exclude: Sequence[str], timings: dict[str, float], started: float) -> SearchResult:
         needed = offset + k + len(exclude)
         n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
@@ -267,8 +295,6 @@ class SearchEngine:
                 return SearchResult(hits=[], timings=timings)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
-        with self._lock:
-            view = self._view
         tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n_candidates), nprobe=self.config.nprobe)
         if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
             candidates = allowed[0]  # small allowed set on an approximate index: score all of them exactly

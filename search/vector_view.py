@@ -17,10 +17,15 @@ from indexer.store import MODALITIES, IndexStore
 
 
 class VectorView:
-    def __init__(self, store: IndexStore):
+    """Built inside a ``store.snapshot()``, for the commit that snapshot sees."""
+
+    def __init__(self, store: IndexStore, commit: dict[str, Any] | None = None):
         self.store = store
         self.dim = store.identity.dim
-        self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
+        commit = commit if commit is not None else store.read_commit()
+        self.generation = int(commit.get("generation", 0))
+        self.indexes = {m: store.load_vector_index(m, commit=commit) for m in MODALITIES}
+        self.attribute_fields = frozenset(store.attribute_fields())
         image_pk, product_pk, position = store.image_owners()
         order = np.argsort(image_pk, kind="stable")
         self._image_pk, self._image_owner = image_pk[order], product_pk[order]

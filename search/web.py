@@ -448,7 +448,8 @@ async def _read_form(request: Request, *, max_file: int, max_field: int = _FORM_
 
     callbacks = {"on_part_begin": begin, "on_header_field": lambda d, s, e: header[0].extend(d[s:e]),
                  "on_header_value": lambda d, s, e: header[1].extend(d[s:e]), "on_header_end": header_end,
-                 "on_headers_finished": headers_done, "on_part_data": data, "on_part_end": lambda: parts.append(dict(part))}
+                 "on_headers_finished": headers_done, "on_part_data": data, "on_part_end": lambda: parts.append(dict(part)),
+                 "on_end": lambda: header.append(bytearray())}  # a third item: the closing boundary was seen
     parser = MultipartParser(options[b"boundary"], callbacks)
     try:
         async for chunk in request.stream():
@@ -456,6 +457,8 @@ async def _read_form(request: Request, *, max_file: int, max_field: int = _FORM_
         parser.finalize()
     except ValueError as exc:  # python-multipart's parse errors
         raise HTTPException(400, f"malformed multipart body ({exc})") from None
+    if len(header) < 3:
+        raise HTTPException(400, "incomplete multipart body (no closing boundary)")
     files = [p for p in parts if p["filename"] is not None and p["name"] == "photo"]
     if len(files) != 1:
         raise RequestValidationError([{"type": "missing", "loc": ("form", "photo"), "msg": "send exactly one file in the field 'photo'"}])
@@ -468,6 +471,9 @@ async def _read_form(request: Request, *, max_file: int, max_field: int = _FORM_
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]  # type: ignore[attr-defined]
+    for error, raw in zip(errors, exc.errors()):  # type: ignore[attr-defined]
+        if error["type"] == "json_invalid":
+            error.update(loc=("body",), msg=f"invalid JSON at character {raw['loc'][-1]} ({raw.get('ctx', {}).get('error', '')})")
     where = lambda loc: ".".join(str(x) for x in loc if x not in ("body", "form", "query", "path")) or "body"  # noqa: E731
     detail = "; ".join(f"{where(e['loc'])}: {e['msg']}" for e in errors)
     return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)

@@ -59,3 +59,12 @@ def test_paths_and_urls(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="loopback address"):
         load_image("http://127.0.0.1:9/x.png")
+
+
+def test_cmyk_jpeg_including_adobe_inverted_comes_out_right():
+    cyan = Image.new("CMYK", (8, 8), (255, 0, 0, 0))
+    data = encoded(cyan, "JPEG")  # Pillow writes an Adobe APP14 marker with inverted CMYK
+    with Image.open(io.BytesIO(data)) as raw:
+        assert "adobe" in raw.info
+    r, g, b = decode_image(data, name="cmyk").getpixel((4, 4))
+    assert r < 20 and g > 235 and b > 235

@@ -131,3 +131,25 @@ def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, in
             np.testing.assert_array_equal(mine[key][order(mine)], truth[key][order(truth)])
         image_pks, owners, _ = store.image_owners()
         np.testing.assert_array_equal(view.owners_of(image_pks), owners)
+
+
+def test_flipped_bytes_are_caught_by_the_checksum(built_index):
+    path = next(built_index.glob("text.*.faiss"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with IndexStore.open(built_index) as store, pytest.raises(IndexFormatError, match="checksum.*vitrina repair"):
+        store.load_vector_index("text")
+
+
+def test_a_second_writer_is_refused_while_readers_go_on(built_index, tiny_encoder):
+    from indexer.errors import IndexLockedError
+    from search import SearchEngine
+
+    with IndexStore.open(built_index, writable=True) as first, first.writer():
+        with IndexStore.open(built_index, writable=True) as second, pytest.raises(IndexLockedError, match=r"another writer \(pid \d+\)"):
+            second.writer()
+        with SearchEngine.open(built_index, encoder=tiny_encoder) as engine:
+            assert len(engine.search("red", k=3)) == 3
+    with IndexStore.open(built_index, writable=True) as third, third.writer():
+        pass  # the lock was released

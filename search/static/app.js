@@ -5,6 +5,7 @@ const PAGE_SIZE = 12;
 const BASE_FACETS = ["category", "brand", "price"];
 const EXTRA_FACETS = ["color", "colour", "pattern", "material", "size"];
 const LABELS = { category: "Category", brand: "Brand", price: "Price" };
+const FACET_VALUES_SHOWN = 6;
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -18,6 +19,7 @@ const els = {
 const state = {
   photo: null, previewUrl: null, text: "", offset: 0, similar: null, picked: {}, priceBucket: null,
   facetFields: BASE_FACETS.slice(), maxUpload: 10 * 1024 * 1024, hasMore: false, ran: false, request: 0,
+  facets: {}, expanded: new Set(),
 };
 
 function megabytes(n) {
@@ -67,6 +69,7 @@ function setPhoto(file) {
   }
   els.preview.hidden = !file;
   els.dropText.hidden = Boolean(file);
+  els.dropText.replaceChildren(el("strong", { text: "Drop a photo here" }), el("br"), "or ", el("span", { class: "link-like", text: "choose one" }));
   els.clearPhoto.hidden = !file;
   els.balance.disabled = !file;
   els.drop.classList.toggle("has-photo", Boolean(file));
@@ -75,6 +78,12 @@ function setPhoto(file) {
 els.photo.addEventListener("change", () => {
   setPhoto(els.photo.files[0] || null);
   if (state.photo) newSearch();
+});
+els.preview.addEventListener("error", () => {
+  if (!els.preview.getAttribute("src")) return;
+  els.preview.hidden = true;
+  els.dropText.hidden = false;
+  els.dropText.textContent = state.photo ? `${state.photo.name} (no preview)` : "";
 });
 els.clearPhoto.addEventListener("click", () => {
   setPhoto(null);
@@ -138,19 +147,18 @@ function renderActiveFilters() {
   }
 }
 
-els.category.addEventListener("change", () => { if (state.ran) newSearch(); });
-for (const input of [els.minPrice, els.maxPrice]) {
-  input.addEventListener("change", () => { if (state.ran) newSearch(); });
+for (const input of [els.category, els.minPrice, els.maxPrice]) {
+  input.addEventListener("change", () => { if (state.ran) runSearch(0); });
 }
 
 // ---- searching -------------------------------------------------------------------------------
 els.form.addEventListener("submit", (event) => {
   event.preventDefault();
-  state.similar = null;
   newSearch();
 });
 
 function newSearch() {
+  state.similar = null;
   runSearch(0);
 }
 
@@ -212,16 +220,23 @@ async function runSearch(offset, focusAfter) {
   if (ticket !== state.request) return; // a newer search has started
   els.results.removeAttribute("aria-busy");
   if (!response || !response.ok) {
-    const why = data && data.detail ? data.detail : `the server answered ${response ? response.status : "nothing"}`;
-    const prefix = response && response.status === 413 ? "That is too large: " : response && response.status === 415 ? "That file type is not accepted: " : "";
-    showAlert(`${prefix}${why}`);
+    const status = response ? response.status : 0;
+    const why = data && typeof data.detail === "string" ? data.detail : `the server answered ${status || "nothing"}`;
+    const photoRefused = url === "search/image" && [400, 413, 415].includes(status);
+    if (photoRefused) setPhoto(null); // unusable: let the next search go without it
+    showAlert(photoRefused ? `Photo refused: ${why}` : `The search failed: ${why}`);
     els.status.textContent = "No results: the search was refused.";
+    els.results.replaceChildren();
+    els.facets.replaceChildren();
+    els.back.hidden = !state.similar;
+    renderPager(0);
     return;
   }
   state.ran = true;
   state.hasMore = data.has_more;
   renderResults(data.hits);
-  renderFacets(data.facets || {});
+  state.facets = data.facets || {};
+  renderFacets();
   renderActiveFilters();
   renderPager(data.hits.length);
   els.back.hidden = !state.similar;
@@ -265,14 +280,15 @@ function renderResults(hits) {
   }
 }
 
-function renderFacets(facets) {
+function renderFacets() {
   els.facets.replaceChildren();
   for (const field of state.facetFields) {
-    const values = facets[field] || [];
+    const values = state.facets[field] || [];
     if (!values.length) continue;
     const headingId = `facet-${field}`;
-    const list = el("ul", { class: "facet-values" });
-    for (const item of values) {
+    const list = el("ul", { class: "facet-values", id: `facet-values-${field}` });
+    const open = state.expanded.has(field) || values.length <= FACET_VALUES_SHOWN + 1;
+    for (const item of open ? values : values.slice(0, FACET_VALUES_SHOWN)) {
       const text = String(item.value);
       const pressed = field === "price"
         ? Boolean(state.priceBucket && state.priceBucket.label === text)
@@ -282,8 +298,19 @@ function renderFacets(facets) {
       button.addEventListener("click", () => pickFacet(field, item, pressed));
       list.append(el("li", {}, button));
     }
+    let toggle = null;
+    if (values.length > FACET_VALUES_SHOWN + 1) {
+      toggle = el("button", { type: "button", class: "facet-toggle", "aria-expanded": String(open), "aria-controls": list.id },
+        open ? "Show fewer" : `Show all ${values.length}`);
+      toggle.addEventListener("click", () => {
+        if (open) state.expanded.delete(field);
+        else state.expanded.add(field);
+        renderFacets();
+        document.querySelector(`#facet-${field} ~ .facet-toggle`).focus();
+      });
+    }
     els.facets.append(el("section", { class: "facet-group", "aria-labelledby": headingId },
-      el("h3", { id: headingId, text: label(field) }), list));
+      el("h3", { id: headingId, text: label(field) }), list, toggle));
   }
   if (!els.facets.children.length) els.facets.append(el("p", { class: "hint", text: "No counts for these results." }));
 }
@@ -309,6 +336,7 @@ function renderPager(count) {
   els.prev.disabled = state.offset === 0;
   els.next.disabled = !state.hasMore;
   els.pageLabel.textContent = count ? `Page ${page}` : "";
+  els.prev.parentElement.hidden = !count && state.offset === 0;
 }
 
 els.prev.addEventListener("click", () => runSearch(Math.max(0, state.offset - PAGE_SIZE), true));
@@ -331,7 +359,7 @@ async function start() {
     const stats = await response.json();
     state.maxUpload = stats.limits.max_upload_bytes;
     els.maxUpload.textContent = megabytes(state.maxUpload);
-    const extra = (stats.facet_fields || []).filter((f) => EXTRA_FACETS.includes(f)).slice(0, 2);
+    const extra = EXTRA_FACETS.filter((f) => (stats.facet_fields || []).includes(f)).slice(0, 2);
     state.facetFields = BASE_FACETS.concat(extra);
     for (const item of stats.catalog.category || []) {
       els.category.append(el("option", { value: item.value, text: `${item.value} (${item.count})` }));
