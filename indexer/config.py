@@ -68,6 +68,10 @@ class SearchConfig:
     candidate_factor: int = 4
     min_candidates: int = 100
     #: HNSW efSearch / IVF nprobe used at query time.
+    #: Weight of the BM25 word match (normalised per query to [0, 1]) added to the fused score.
+    lexical_weight: float = 0.1
+    #: BM25 candidates fetched beside the ANN candidates for text terms.
+    lexical_candidates: int = 100
     ef_search: int = 128
     nprobe: int = 16
     max_text_chars: int = 2000

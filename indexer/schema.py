@@ -61,6 +61,31 @@ class ImageRow(Base):
     __table_args__ = (Index("ix_images_product", "product_pk", "position"), {"sqlite_autoincrement": True})
 
 
+#: Full-text index over the products' words, kept in step with ``products`` by triggers.
+#: Its rowid is ``products.pk``; text attributes are folded into one column.
+FTS_DDL = (
+    """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
+        product_id, title, description, brand, category, attributes,
+        tokenize = 'unicode61 remove_diacritics 2')""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_insert AFTER INSERT ON products BEGIN
+        INSERT INTO products_fts(rowid, product_id, title, description, brand, category, attributes)
+        VALUES (new.pk, new.id, new.title, new.description, coalesce(new.brand, ''), coalesce(new.category, ''),
+                coalesce((SELECT group_concat(value, ' ') FROM json_each(new.attributes) WHERE type = 'text'), ''));
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_delete AFTER DELETE ON products BEGIN
+        DELETE FROM products_fts WHERE rowid = old.pk;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_update AFTER UPDATE ON products BEGIN
+        DELETE FROM products_fts WHERE rowid = old.pk;
+        INSERT INTO products_fts(rowid, product_id, title, description, brand, category, attributes)
+        VALUES (new.pk, new.id, new.title, new.description, coalesce(new.brand, ''), coalesce(new.category, ''),
+                coalesce((SELECT group_concat(value, ' ') FROM json_each(new.attributes) WHERE type = 'text'), ''));
+    END""",
+)
+#: BM25 column weights, in the order of the FTS columns: ids and brands count most.
+FTS_WEIGHTS = (10.0, 3.0, 1.0, 5.0, 2.0, 1.0)
+
+
 class IndexMeta(Base):
     """Key → JSON value: format version, model identity, index types, the live commit."""
 

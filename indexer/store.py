@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import column, create_engine, event, func, literal_column, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from . import vectors as vector_files
 from .catalog import ProductRecord
 from .encoder import ModelIdentity
 from .errors import IndexFormatError
-from .schema import DATABASE_FILE, FORMAT_VERSION, Base, ImageRow, IndexMeta, Product
+from .schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
 
 if TYPE_CHECKING:
     from .writer import IndexWriter
@@ -146,6 +146,9 @@ class IndexStore:
         folder.mkdir(parents=True, exist_ok=True)
         engine = _make_engine(folder, readonly=False)
         Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for statement in FTS_DDL:
+                conn.exec_driver_sql(statement)
         with Session(engine) as session, session.begin():
             session.add_all(
                 [
@@ -289,6 +292,21 @@ class IndexStore:
     def product_pks_of_images(self, image_pks: Sequence[int]) -> list[int]:
         with self._connect() as conn:
             return list(conn.execute(select(ImageRow.product_pk).where(ImageRow.pk.in_(list(image_pks)))).scalars())
+
+    def lexical(self, words: Sequence[str], *, clauses: list[Any] | None = None, limit: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 candidates for ``words`` (any of them): (product pks, scores; higher is better)."""
+        if not words:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+        fts = table("products_fts", column("rowid"))
+        score = (-func.bm25(literal_column("products_fts"), *(literal_column(repr(w)) for w in FTS_WEIGHTS))).label("score")
+        statement = select(fts.c.rowid, score).where(literal_column("products_fts").op("MATCH")(match))
+        if clauses:
+            statement = statement.where(fts.c.rowid.in_(select(Product.pk).where(*clauses)))
+        statement = statement.order_by(score.desc(), fts.c.rowid).limit(int(limit))
+        with self._connect() as conn:
+            rows = conn.execute(statement).all()
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image pk, product pk, position) of every stored image."""

@@ -55,6 +55,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # products held out for the per-epoch validation
     threads: int | None = None  # torch threads; None leaves torch's default
     augment: bool = True  # photo augmentation and text variants
+    image_pairs: float = 1.0  # weight of the photo-photo loss (two photos of one product); 0 = image-text only
     max_products: int | None = None
     half: bool = True  # store fp16 weights
 
@@ -66,6 +67,8 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 2 (contrastive pairs need negatives), got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr}")
+        if self.image_pairs < 0:
+            problems.append(f"image_pairs must be >= 0, got {self.image_pairs}")
         if self.weight_decay < 0 or not 0 <= self.warmup < 1 or not 0 <= self.val_fraction < 1:
             problems.append("weight_decay must be >= 0, warmup and val_fraction in [0, 1)")
         if self.max_products is not None and self.max_products < 2:
@@ -272,13 +275,17 @@ class _Loop:
         return history
 
     def _step(self, batch: list[int]) -> float:
-        torch, g = self.torch, self.generator
+        torch, g, config = self.torch, self.generator, self.config
         products = [self.data.products[i] for i in batch]
         counts = torch.tensor([len(p.image_rows) for p in products])
-        picks = (torch.rand(len(batch), generator=g) * counts).long().tolist()
-        rows = [p.image_rows[k] for p, k in zip(products, picks)]
+        first = (torch.rand(len(batch), generator=g) * counts).long()
+        rows = [p.image_rows[k] for p, k in zip(products, first.tolist())]
+        if config.image_pairs > 0:  # a second, different photo of each product (the same one if it has one)
+            shift = 1 + (torch.rand(len(batch), generator=g) * (counts - 1).clamp(min=1)).long()
+            second = torch.where(counts > 1, (first + shift) % counts, first)
+            rows += [p.image_rows[k] for p, k in zip(products, second.tolist())]
         pixels = self.data.pixels[rows].float().div_(255.0)
-        if self.config.augment:
+        if config.augment:
             pixels = augment(pixels, generator=g, aug=self.aug)
             variants = torch.multinomial(self.variant_weights, len(batch), replacement=True, generator=g).tolist()
             coins = torch.rand(len(batch), 6, generator=g).tolist()
@@ -287,7 +294,13 @@ class _Loop:
         texts = [training_text(p, v, c) for p, v, c in zip(products, variants, coins)]
         image_features = self.model.encode_image((pixels - self.mean) / self.std, normalize=True)
         text_features = self.model.encode_text(self.tokenizer(texts), normalize=True)
-        loss = self.loss_fn(image_features, text_features, self.model.logit_scale.exp())
+        scale = self.model.logit_scale.exp()
+        if config.image_pairs > 0:
+            a, b = image_features[: len(batch)], image_features[len(batch):]
+            loss = 0.5 * (self.loss_fn(a, text_features, scale) + self.loss_fn(b, text_features, scale))
+            loss = loss + config.image_pairs * self.loss_fn(a, b, scale)
+        else:
+            loss = self.loss_fn(image_features, text_features, scale)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -189,6 +190,7 @@ class SearchEngine:
         k: int | None = None,
         offset: int = 0,
         image_share: float | None = None,
+        lexical_weight: float | None = None,
         exclude: Sequence[str] = (),
     ) -> SearchResult:
         """Products best matching the weighted terms, best first.
@@ -196,19 +198,24 @@ class SearchEngine:
         ``text`` and ``image`` (a path, bytes or PIL image) are weighted by ``weights``
         (``{"text": 1.0, "image": 1.0}`` by default); ``terms`` adds ``(value, weight)``
         pairs where value is a str (text), an image, or ``{"product": id}``.
-        ``image_share`` is how much a product's photos count against its text (0..1).
+        ``image_share`` is how much a product's photos count against its text (0..1);
+        ``lexical_weight`` how much the BM25 word match adds (0 turns word search off).
         """
         started = time.perf_counter()
         query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
         k, offset, share = self._check_params(k, offset, image_share)
+        lexical = self.config.lexical_weight if lexical_weight is None else lexical_weight
+        if isinstance(lexical, bool) or not isinstance(lexical, (int, float)) or not 0.0 <= lexical <= 1.0:
+            raise QueryError(f"lexical_weight must be a number within [0, 1], got {lexical!r}")
+        words = query_words(query_terms) if lexical > 0 else []
         timings: dict[str, float] = {}
         with self._consistent() as view:
             clauses = compile_where(where, attribute_fields=view.attribute_fields)
             t = time.perf_counter()
             query = self._query_vector(query_terms)
             timings["encode"] = _ms(t)
-            return self._search_vector(view, query, clauses, k=k, offset=offset, share=share, exclude=exclude,
-                                       timings=timings, started=started)
+            return self._search_vector(view, query, clauses, words=words, k=k, offset=offset, share=share,
+                                       lexical_weight=float(lexical), exclude=exclude, timings=timings, started=started)
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
                 image_share: float | None = None, offset: int = 0) -> SearchResult:
@@ -281,8 +288,9 @@ class SearchEngine:
             parts.append(stored["text"][0])
         return _unit(np.sum(parts, axis=0))
 
-    def _search_vector(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, k: int, offset: int, share: float,
-                       exclude: Sequence[str], timings: dict[str, float], started: float) -> SearchResult:
+    def _search_vector(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, words: list[str], k: int,
+                       offset: int, share: float, lexical_weight: float, exclude: Sequence[str],
+                       timings: dict[str, float], started: float) -> SearchResult:
         needed = offset + k + len(exclude)
         n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
         t = time.perf_counter()
@@ -293,6 +301,7 @@ class SearchEngine:
                 timings["sqlite"] = _ms(t)
                 timings["total"] = _ms(started)
                 return SearchResult(hits=[], timings=timings)
+        lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
         tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n_candidates), nprobe=self.config.nprobe)
@@ -302,12 +311,14 @@ class SearchEngine:
             candidates = view.ann_candidates(query, n_candidates, allowed, tuning)
             if allowed is not None and not view.exact and len(candidates) < min(needed, len(allowed[0])):
                 candidates = allowed[0]  # the approximate search came up short: top up exactly
-        candidates = np.asarray(candidates, dtype=np.int64)
+        candidates = np.union1d(np.asarray(candidates, dtype=np.int64), lexical_pks)
         stored = view.vectors_of(candidates)
         timings["ann"] = _ms(t)
         t = time.perf_counter()
         text_score, image_score, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"], stored["image_owner"])
-        fused = fusion.fuse(text_score, image_score, share)
+        lexical_score = fusion.align_scores(candidates, lexical_pks, lexical_raw)
+        fused = fusion.fuse(text_score, image_score, share, lexical=fusion.normalise_lexical(lexical_score),
+                            lexical_weight=lexical_weight)
         excluded = set(self.store.product_pks(exclude).values()) if exclude else set()
         if excluded:
             fused = np.where(np.isin(candidates, list(excluded)), -np.inf, fused).astype(np.float32)
@@ -324,11 +335,26 @@ class SearchEngine:
             position = int(stored["image_position"][row]) if row >= 0 else None
             hits.append(Hit(
                 product_id=product["id"], score=float(fused[i]), product=product,
-                scores={"image": _num(image_score[i]), "text": _num(text_score[i]), "fused": float(fused[i])},
+                scores={"image": _num(image_score[i]), "text": _num(text_score[i]), "lexical": _num(lexical_score[i]),
+                        "fused": float(fused[i])},
                 image=product["images"][position] if position is not None else None, image_index=position,
             ))
         timings["total"] = _ms(started)
         return SearchResult(hits=hits, timings=timings, candidates=len(candidates))
+
+
+_WORD = re.compile(r"\w+")
+MAX_QUERY_WORDS = 32
+
+
+def query_words(terms: list[Term]) -> list[str]:
+    """Distinct lower-case words of the positively weighted text terms (for BM25)."""
+    words: dict[str, None] = {}
+    for term in terms:
+        if term.kind == "text" and term.weight > 0:
+            for word in _WORD.findall(term.value.lower()):
+                words.setdefault(word, None)
+    return list(words)[:MAX_QUERY_WORDS]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

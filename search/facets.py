@@ -15,6 +15,7 @@ prices seen.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,7 @@ def price_buckets(prices: Sequence[float], *, edges: Sequence[float] | None = No
     else:
         bounds = list(nice_edges(min(prices), max(prices), buckets=buckets))
     out = []
-    for low, high in zip(bounds, bounds[1:]):
+    for low, high in itertools.pairwise(bounds):
         count = sum(1 for x in prices if (low is None or x >= low) and (high is None or x < high))
         if count:
             out.append({"value": _label(low, high), "min": low, "max": high, "count": count})

@@ -60,13 +60,41 @@ def modality_scores(
     return text_score, image_score, best_image
 
 
-def fuse(text_score: np.ndarray, image_score: np.ndarray, image_share: float) -> np.ndarray:
-    """``a * image + (1 - a) * text``; a product missing one modality gets the other's score."""
+def fuse(text_score: np.ndarray, image_score: np.ndarray, image_share: float, *,
+         lexical: np.ndarray | None = None, lexical_weight: float = 0.0) -> np.ndarray:
+    """``a * image + (1 - a) * text + l * lexical``.
+
+    A product missing one modality gets the other's score for both; ``lexical`` (BM25
+    normalised to [0, 1] per query, NaN where the words did not match) adds
+    ``lexical_weight`` times itself.
+    """
     if not 0.0 <= image_share <= 1.0:
         raise ValueError(f"image_share must be within [0, 1], got {image_share}")
     both = image_share * image_score + (1.0 - image_share) * text_score
     fused = np.where(np.isnan(image_score), text_score, np.where(np.isnan(text_score), image_score, both))
+    if lexical is not None and lexical_weight:
+        fused = fused + lexical_weight * np.nan_to_num(lexical, nan=0.0)
     return fused.astype(np.float32)
+
+
+def align_scores(ids: np.ndarray, scored_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``scores`` of ``scored_ids`` laid out along ``ids`` (NaN where an id has none)."""
+    out = np.full(len(ids), np.nan, dtype=np.float32)
+    if len(scored_ids):
+        order = np.argsort(scored_ids)
+        pos = np.searchsorted(scored_ids[order], ids)
+        pos = np.clip(pos, 0, len(scored_ids) - 1)
+        hit = scored_ids[order][pos] == ids
+        out[hit] = scores[order][pos[hit]]
+    return out
+
+
+def normalise_lexical(scores: np.ndarray) -> np.ndarray:
+    """BM25 scores divided by the query's best one (NaN stays NaN; all-NaN stays NaN)."""
+    if not np.any(~np.isnan(scores)):
+        return scores
+    best = float(np.nanmax(scores))
+    return (scores / best).astype(np.float32) if best > 0 else np.where(np.isnan(scores), np.nan, 0.0).astype(np.float32)
 
 
 def top_k(ids: np.ndarray, scores: np.ndarray, k: int, offset: int = 0) -> np.ndarray:

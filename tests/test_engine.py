@@ -14,7 +14,7 @@ from search.fusion import fuse, modality_scores
 
 
 def test_fused_scores_match_numpy_on_stored_vectors(engine, tiny_encoder):
-    result = engine.search("red square widget", k=5, image_share=0.3)
+    result = engine.search("red square widget", k=5, image_share=0.3, lexical_weight=0.0)
     assert len(result) == 5
     q = tiny_encoder.encode_texts(["red square widget"])[0]
     with IndexStore.open(engine.store.folder) as store:
@@ -30,6 +30,20 @@ def test_fused_scores_match_numpy_on_stored_vectors(engine, tiny_encoder):
         assert hit.score == pytest.approx(by_id[hit.product_id], rel=1e-5)
         assert hit.scores["fused"] == pytest.approx(0.3 * hit.scores["image"] + 0.7 * hit.scores["text"], rel=1e-5)
         assert hit.image in hit.product["images"] and hit.product["images"][hit.image_index] == hit.image
+
+
+def test_lexical_match_adds_its_normalised_bm25_and_finds_ids(engine):
+    result = engine.search("P017", k=3)
+    assert result[0].product_id == "P017" and result[0].scores["lexical"] > 0
+    plain = {h.product_id: h for h in engine.search("green circle widget", k=24, lexical_weight=0.0)}
+    with_words = engine.search("green circle widget", k=24, lexical_weight=0.5)
+    best = max(h.scores["lexical"] for h in with_words if h.scores["lexical"] is not None)
+    for hit in with_words:
+        extra = 0.5 * (hit.scores["lexical"] or 0.0) / best
+        assert hit.score == pytest.approx(plain[hit.product_id].score + extra, abs=1e-5)
+    assert with_words[0].product["attributes"]["color"] == "green"
+    with pytest.raises(QueryError, match="lexical_weight"):
+        engine.search("x", lexical_weight=2)
 
 
 def test_text_image_and_weighted_terms(engine, catalog):

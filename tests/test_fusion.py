@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from search.fusion import FusionError, combine_terms, fuse, modality_scores, top_k
+from search.fusion import FusionError, align_scores, combine_terms, fuse, modality_scores, normalise_lexical, top_k
 
 
 def unit(v):
@@ -56,3 +56,14 @@ def test_top_k_orders_by_score_then_id_and_pages():
     scores = np.array([0.5, 0.9, 0.5, np.nan], np.float32)
     assert list(ids[top_k(ids, scores, 3)]) == [3, 5, 9]
     assert list(ids[top_k(ids, scores, 2, offset=1)]) == [5, 9]
+
+
+def test_lexical_part_is_normalised_and_weighted():
+    text = np.array([0.2, 0.3, 0.1], np.float32)
+    image = np.array([0.4, 0.1, 0.5], np.float32)
+    raw = align_scores(np.array([7, 3, 9]), np.array([9, 7]), np.array([2.0, 8.0], np.float32))
+    assert np.isnan(raw[1]) and raw[0] == 8.0 and raw[2] == 2.0
+    lexical = normalise_lexical(raw)
+    np.testing.assert_allclose(lexical[[0, 2]], [1.0, 0.25])
+    expected = 0.5 * image + 0.5 * text + 0.2 * np.array([1.0, 0.0, 0.25])
+    np.testing.assert_allclose(fuse(text, image, 0.5, lexical=lexical, lexical_weight=0.2), expected, rtol=1e-6)

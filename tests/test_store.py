@@ -153,3 +153,19 @@ def test_a_second_writer_is_refused_while_readers_go_on(built_index, tiny_encode
             assert len(engine.search("red", k=3)) == 3
     with IndexStore.open(built_index, writable=True) as third, third.writer():
         pass  # the lock was released
+
+
+def test_full_text_index_stays_in_step_with_products(built_index, catalog, tiny_encoder):
+    with IndexStore.open(built_index) as store:
+        pks, scores = store.lexical(["brand1"])
+        assert len(pks) == 8 and (scores > 0).all()
+    lines = catalog.read_text().splitlines()
+    lines[1] = lines[1].replace("Brand1", "Zephyr")
+    catalog.write_text("\n".join(lines[:20]) + "\n")
+    build_index(catalog, built_index, encoder=tiny_encoder, delete_missing=True)
+    with IndexStore.open(built_index) as store:
+        assert len(store.lexical(["brand1"])[0]) == 6  # P001 renamed, P022 deleted
+        [pk] = store.lexical(["zephyr"])[0]
+        assert store.products([int(pk)])[int(pk)]["id"] == "P001"
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM products_fts").scalar() == 20

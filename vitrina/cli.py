@@ -154,6 +154,8 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Skip this many hits (paging).")
 @click.option("--image-share", type=click.FloatRange(0, 1), help=f"How much product photos count against product text [default: {SearchConfig().image_share}].")
+@click.option("--lexical-weight", type=click.FloatRange(0, 1),
+              help=f"How much the BM25 word match adds; 0 turns word search off [default: {SearchConfig().lexical_weight}].")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--sheet", "sheet", type=click.Path(dir_okay=False, path_type=Path),
@@ -161,7 +163,7 @@ def parse_term(text: str) -> tuple[Any, float]:
 @domain_errors
 def search_command(text: str | None, index_dir: Path, image_path: Path | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
-                   image_share: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
+                   image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
                    sheet: Path | None) -> None:
     """Search an index by text, by photo, or both, with weights and filters.
 
@@ -187,7 +189,8 @@ def search_command(text: str | None, index_dir: Path, image_path: Path | None, t
     with SearchEngine.open(index_dir, model=model_config) as engine:
         result = engine.search(
             text=text, image=image_path, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
-            where=parse_where(where), k=k, offset=offset, image_share=image_share, exclude=[like] if like else (),
+            where=parse_where(where), k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
+            exclude=[like] if like else (),
         )
     if sheet:
         from vitrina.contact_sheet import render_contact_sheet
