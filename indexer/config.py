@@ -72,6 +72,8 @@ class SearchConfig:
     lexical_weight: float = 0.1
     #: BM25 candidates fetched beside the ANN candidates for text terms.
     lexical_candidates: int = 100
+    #: How many of the best fused candidates a trained re-ranker re-scores.
+    rerank_depth: int = 100
     ef_search: int = 128
     nprobe: int = 16
     max_text_chars: int = 2000

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,8 +23,15 @@ from indexer.store import IndexStore
 
 from . import fusion
 from .filters import compile_where
+from .candidates import Candidates, QueryInfo
 from .query import Term, build_terms
 from .vector_view import VectorView
+
+
+class Reranker(Protocol):
+    """Re-scores the top candidates of a query (``search.rerank`` trains and loads one)."""
+
+    def rerank(self, candidates: Candidates) -> Candidates: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +104,8 @@ class SearchEngine:
     >>> engine.search(terms=[("red dress", 1.0), (Path("photo.jpg"), 0.5), ("sleeveless", -0.3)])
     """
 
-    def __init__(self, store: IndexStore, encoder: Encoder, *, config: SearchConfig = SearchConfig()):
+    def __init__(self, store: IndexStore, encoder: Encoder, *, config: SearchConfig = SearchConfig(),
+                 reranker: Reranker | None = None):
         if not store.identity.same_model(encoder.identity):
             raise ModelError(
                 f"{store.folder} was built with {store.identity.describe()}; "
@@ -111,6 +119,8 @@ class SearchEngine:
         self._lock = threading.RLock()
         self._text_cache = _TextCache()
         self._load_indexes()
+        #: A trained re-ranker (``search.rerank``) or None; set by ``open`` when the index has one.
+        self.reranker: Reranker | None = reranker
 
     @classmethod
     def open(
@@ -191,6 +201,7 @@ class SearchEngine:
         offset: int = 0,
         image_share: float | None = None,
         lexical_weight: float | None = None,
+        rerank: bool = True,
         exclude: Sequence[str] = (),
     ) -> SearchResult:
         """Products best matching the weighted terms, best first.
@@ -200,6 +211,7 @@ class SearchEngine:
         pairs where value is a str (text), an image, or ``{"product": id}``.
         ``image_share`` is how much a product's photos count against its text (0..1);
         ``lexical_weight`` how much the BM25 word match adds (0 turns word search off).
+        ``rerank=False`` skips the index's trained re-ranker (when it has one).
         """
         started = time.perf_counter()
         query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
@@ -207,21 +219,30 @@ class SearchEngine:
         lexical = self.config.lexical_weight if lexical_weight is None else lexical_weight
         if isinstance(lexical, bool) or not isinstance(lexical, (int, float)) or not 0.0 <= lexical <= 1.0:
             raise QueryError(f"lexical_weight must be a number within [0, 1], got {lexical!r}")
-        words = query_words(query_terms) if lexical > 0 else []
+        info = QueryInfo.from_terms(query_terms, words=query_words(query_terms) if lexical > 0 else [],
+                                    image_share=share, lexical_weight=float(lexical))
+        reranker = self.reranker if rerank else None
+        depth = max(offset + k, self.config.rerank_depth if reranker is not None else 0)
         timings: dict[str, float] = {}
         with self._consistent() as view:
             clauses = compile_where(where, attribute_fields=view.attribute_fields)
             t = time.perf_counter()
             query = self._query_vector(query_terms)
             timings["encode"] = _ms(t)
-            return self._search_vector(view, query, clauses, words=words, k=k, offset=offset, share=share,
-                                       lexical_weight=float(lexical), exclude=exclude, timings=timings, started=started)
+            candidates = self._candidates(view, query, clauses, info=info, depth=depth, exclude=exclude, timings=timings)
+        if reranker is not None and len(candidates):
+            t = time.perf_counter()
+            candidates = reranker.rerank(candidates)
+            timings["rerank"] = _ms(t)
+        page = candidates.take(np.arange(offset, min(offset + k, len(candidates))))
+        timings["total"] = _ms(started)
+        return SearchResult(hits=hits_from(page), timings=timings, candidates=len(candidates))
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
-                image_share: float | None = None, offset: int = 0) -> SearchResult:
+                image_share: float | None = None, offset: int = 0, rerank: bool = True) -> SearchResult:
         """More like this: products nearest to ``product_id``, never the product itself."""
         return self.search(terms=[{"product": product_id}], where=where, k=k, offset=offset,
-                           image_share=image_share, exclude=[product_id])
+                           image_share=image_share, exclude=[product_id], rerank=rerank)
 
     def product(self, product_id: str) -> dict[str, Any]:
         """The stored metadata of one product; ``QueryError`` if unknown."""
@@ -288,10 +309,10 @@ class SearchEngine:
             parts.append(stored["text"][0])
         return _unit(np.sum(parts, axis=0))
 
-    def _search_vector(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, words: list[str], k: int,
-                       offset: int, share: float, lexical_weight: float, exclude: Sequence[str],
-                       timings: dict[str, float], started: float) -> SearchResult:
-        needed = offset + k + len(exclude)
+    def _candidates(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, info: QueryInfo, depth: int,
+                    exclude: Sequence[str], timings: dict[str, float]) -> Candidates:
+        """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages."""
+        needed = depth + len(exclude)
         n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
         t = time.perf_counter()
         allowed = None
@@ -299,48 +320,62 @@ class SearchEngine:
             allowed = self.store.allowed(clauses)
             if len(allowed[0]) == 0:
                 timings["sqlite"] = _ms(t)
-                timings["total"] = _ms(started)
-                return SearchResult(hits=[], timings=timings)
-        lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
+                return _no_candidates(info)
+        lexical_pks, lexical_raw = self.store.lexical(list(info.words), clauses=clauses, limit=self.config.lexical_candidates)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
         tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n_candidates), nprobe=self.config.nprobe)
         if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
-            candidates = allowed[0]  # small allowed set on an approximate index: score all of them exactly
+            pks = allowed[0]  # small allowed set on an approximate index: score all of them exactly
         else:
-            candidates = view.ann_candidates(query, n_candidates, allowed, tuning)
-            if allowed is not None and not view.exact and len(candidates) < min(needed, len(allowed[0])):
-                candidates = allowed[0]  # the approximate search came up short: top up exactly
-        candidates = np.union1d(np.asarray(candidates, dtype=np.int64), lexical_pks)
-        stored = view.vectors_of(candidates)
+            pks = view.ann_candidates(query, n_candidates, allowed, tuning)
+            if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
+                pks = allowed[0]  # the approximate search came up short: top up exactly
+        pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)
+        if exclude:
+            pks = np.setdiff1d(pks, np.fromiter(self.store.product_pks(exclude).values(), dtype=np.int64))
+        stored = view.vectors_of(pks)
         timings["ann"] = _ms(t)
         t = time.perf_counter()
         text_score, image_score, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"], stored["image_owner"])
-        lexical_score = fusion.align_scores(candidates, lexical_pks, lexical_raw)
-        fused = fusion.fuse(text_score, image_score, share, lexical=fusion.normalise_lexical(lexical_score),
-                            lexical_weight=lexical_weight)
-        excluded = set(self.store.product_pks(exclude).values()) if exclude else set()
-        if excluded:
-            fused = np.where(np.isin(candidates, list(excluded)), -np.inf, fused).astype(np.float32)
-        order = fusion.top_k(candidates, fused, k, offset)
-        order = [i for i in order if np.isfinite(fused[i])]
+        lexical = fusion.align_scores(pks, lexical_pks, lexical_raw)
+        lexical_norm = fusion.normalise_lexical(lexical)
+        fused = fusion.fuse(text_score, image_score, info.image_share, lexical=lexical_norm, lexical_weight=info.lexical_weight)
+        order = fusion.top_k(pks, fused, depth)
+        position = np.full(len(pks), -1, dtype=np.int64)
+        position[best >= 0] = stored["image_position"][best[best >= 0]]
         timings["fuse"] = _ms(t)
         t = time.perf_counter()
-        meta = self.store.products(candidates[order].tolist())
+        meta = self.store.products(pks[order].tolist())
         timings["sqlite"] += _ms(t)
-        hits = []
-        for i in order:
-            product = meta[int(candidates[i])]
-            row = int(best[i])
-            position = int(stored["image_position"][row]) if row >= 0 else None
-            hits.append(Hit(
-                product_id=product["id"], score=float(fused[i]), product=product,
-                scores={"image": _num(image_score[i]), "text": _num(text_score[i]), "lexical": _num(lexical_score[i]),
-                        "fused": float(fused[i])},
-                image=product["images"][position] if position is not None else None, image_index=position,
-            ))
-        timings["total"] = _ms(started)
-        return SearchResult(hits=hits, timings=timings, candidates=len(candidates))
+        return Candidates(
+            pks=pks[order], text=text_score[order], image=image_score[order], image_position=position[order],
+            image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
+            lexical=lexical[order], lexical_norm=lexical_norm[order], fused=fused[order],
+            products=[meta[int(pk)] for pk in pks[order]], query=info,
+        )
+
+
+def _no_candidates(info: QueryInfo) -> Candidates:
+    empty_f, empty_i = np.empty(0, np.float32), np.empty(0, np.int64)
+    return Candidates(pks=empty_i, text=empty_f, image=empty_f, image_position=empty_i, image_count=empty_i,
+                      lexical=empty_f, lexical_norm=empty_f, fused=empty_f, products=[], query=info)
+
+
+def hits_from(candidates: Candidates) -> list[Hit]:
+    """Hits for every candidate, in order, with the score parts each came from."""
+    hits = []
+    for i, product in enumerate(candidates.products):
+        position = int(candidates.image_position[i])
+        scores = {"image": _num(candidates.image[i]), "text": _num(candidates.text[i]),
+                  "lexical": _num(candidates.lexical[i]), "fused": float(candidates.fused[i])}
+        if candidates.rerank is not None:
+            scores["rerank"] = float(candidates.rerank[i])
+        hits.append(Hit(
+            product_id=product["id"], score=float(candidates.score[i]), product=product, scores=scores,
+            image=product["images"][position] if position >= 0 else None, image_index=position if position >= 0 else None,
+        ))
+    return hits
 
 
 _WORD = re.compile(r"\w+")

@@ -135,7 +135,7 @@ class PageIn(BaseModel):
     offset: int = Field(0, ge=0)
     image_share: float | None = Field(None, ge=0, le=1, description="How much product photos count against product text")
     facets: list[str] = Field(default_factory=list, description="Fields counted over the top results: category, brand, price...")
-    rerank: bool = Field(False, description="Re-rank (passed on once the engine supports it)")
+    rerank: bool | None = Field(None, description="Re-rank on/off (default: the engine's); ignored by an engine without it")
 
     @field_validator("where", mode="before")
     @classmethod
@@ -234,7 +234,9 @@ class _Service:
         if unknown:
             raise QueryError(f"unknown facet field {unknown[0]!r}; facet fields: {', '.join(self.facet_fields)}")
         rerank = "rerank" in inspect.signature(fn).parameters
-        kw = {**fixed, "where": params.where, "image_share": params.image_share, **({"rerank": params.rerank} if rerank else {})}
+        kw = {**fixed, "where": params.where, "image_share": params.image_share}
+        if rerank and params.rerank is not None:
+            kw["rerank"] = params.rerank
         facets, counted = {}, 0
         if params.facets:
             deep = fn(*args, k=depth, offset=0, **kw)
@@ -249,7 +251,7 @@ class _Service:
             "query": [{"kind": kind, "value": value if kind != "image" else "photo", "weight": w} for kind, value, w in shown],
             "hits": [_hit_json(h, rank, prefix) for rank, h in enumerate(hits, start=offset + 1)],
             "k": k, "offset": offset, "has_more": has_more, "facets": facets, "facet_depth": counted,
-            "rerank": {"requested": params.rerank, "applied": params.rerank and rerank}, "timings_ms": result.timings,
+            "rerank": {"requested": params.rerank, "supported": rerank}, "timings_ms": result.timings,
         }
 
     def product(self, product_id: str, prefix: str = "") -> dict[str, Any]:
@@ -329,7 +331,7 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     @app.get("/products/{product_id:path}/similar", summary="More like this product (never the product itself)")
     async def similar(request: Request, product_id: str, k: int = 10, offset: int = 0, image_share: float | None = None,
                       where: str | None = Query(None, description="Filters as JSON"),
-                      facets: str = Query("", description="Comma-separated facet fields"), rerank: bool = False) -> dict[str, Any]:
+                      facets: str = Query("", description="Comma-separated facet fields"), rerank: bool | None = None) -> dict[str, Any]:
         query = {"k": k, "offset": offset, "where": where, "image_share": image_share, "facets": facets, "rerank": rerank}
         params = _validated(PageIn, query, "query")
         return await service.run(service.similar, product_id, params, prefix(request))
@@ -480,8 +482,7 @@ def _public(product: dict[str, Any], prefix: str) -> dict[str, Any]:
 def _hit_json(hit: Any, rank: int, prefix: str) -> dict[str, Any]:
     product = _public(hit.product, prefix)
     image = product["images"][hit.image_index] if hit.image_index is not None else (product["images"] or [None])[0]
-    return {"rank": rank, "product_id": hit.product_id, "score": hit.score, "scores": hit.scores,
-            "image": image, "image_index": hit.image_index, "product": product}
+    return {"rank": rank, **hit.to_json(), "image": image, "product": product}
 
 
 def _b64(text: str, field: str) -> bytes:
