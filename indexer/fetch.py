@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 from http.client import HTTPException, HTTPResponse, IncompleteRead
 from typing import NamedTuple
 
+from .addresses import classify_address, embedded_ipv4
 from .errors import ImageError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -40,10 +41,6 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _CHUNK = 64 * 1024
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +91,7 @@ class FetchPolicy:
 
     def permits(self, address: IPAddress) -> bool:
         """Whether ``address`` (or the IPv4 address inside it) lies in an allowlisted network."""
-        candidates = [address] + ([inner] if (inner := _embedded_ipv4(address)) else [])
+        candidates = [address] + ([inner] if (inner := embedded_ipv4(address)) else [])
         return any(a in n for a in candidates for n in self.allow_networks if a.version == n.version)
 
 
@@ -139,36 +136,6 @@ def _fetch_or_error(url: str, *, policy: FetchPolicy) -> bytes | ImageError:
         return fetch_url(url, policy=policy)
     except ImageError as exc:
         return exc
-
-
-def classify_address(address: str | IPAddress) -> str | None:
-    """None for a public address, else what it is ("a loopback address", ...)."""
-    address = ipaddress.ip_address(address) if isinstance(address, str) else address
-    inner = _embedded_ipv4(address)
-    if inner is not None:
-        reason = classify_address(inner)
-        return f"{reason} ({inner} inside IPv6)" if reason else None
-    if address.is_unspecified or address in _THIS_NETWORK:
-        return "an unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address in _METADATA:
-        return "a link-local address (cloud metadata service)"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if address in _CGNAT:
-        return "a shared (CGNAT) address"
-    if address.is_reserved:
-        return "a reserved address"
-    if address.is_private:
-        return "a private address"
-    if address.version == 6 and address.is_site_local:
-        return "a site-local address"
-    if not address.is_global:
-        return "a non-public address"
-    return None
 
 
 def retry_delay(policy: FetchPolicy, attempt: int, retry_after: float | None = None) -> float | None:
@@ -309,15 +276,6 @@ def _normal_host(host: str) -> str:
     if not _HOST.fullmatch(host):
         raise ValueError(f"bad host name {host!r}")
     return host
-
-
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, 6to4 or NAT64 (64:ff9b::/96) IPv6 address."""
-    if address.version == 4:
-        return None
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.ipv4_mapped if address.ipv4_mapped is not None else address.sixtofour
 
 
 def _checked_addresses(target: _Target, policy: FetchPolicy) -> list[tuple[int, tuple]]:
