@@ -23,11 +23,9 @@ import asyncio
 import base64
 import binascii
 import inspect
-import json
 import logging
 import mimetypes
 import os
-import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
 from indexer.config import ImageLimits
@@ -49,17 +47,14 @@ from indexer.images import decode_image
 from indexer.schema import ImageRow, Product
 
 from .facets import count_facets
+from .uploads import BodyCap, read_form, megabytes
+from .web_models import PageIn, SearchIn, UploadIn, parse_refine
 
-try:
-    from python_multipart.multipart import MultipartParser, parse_options_header
-except ImportError:  # python-multipart < 0.0.13
-    from multipart.multipart import MultipartParser, parse_options_header  # type: ignore[no-redef]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _SLACK = 64 * 1024  # room for multipart boundaries and the small fields beside the photo
 _PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data: http: https:; style-src 'self'; script-src 'self'; "
              "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-_TOKEN = re.compile(r'([-\u2212]?)(?:"([^"]*)"|(\S+))')
 log = logging.getLogger("vitrina.web")
 
 
@@ -92,82 +87,6 @@ class WebConfig:
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_pixels=self.max_pixels, max_bytes=self.max_upload_bytes, allowed_formats=self.allowed_formats)
-
-
-def parse_refine(text: str) -> tuple[str, list[str]]:
-    """``'but in red -striped -"v neck"'`` → ``("but in red", ["striped", "v neck"])``."""
-    positive, negative = [], []
-    for sign, quoted, word in _TOKEN.findall(text):
-        value = (quoted or word.strip('"')).lstrip("-\u2212" if sign else "").strip()
-        if value.strip("-\u2212"):
-            (negative if sign else positive).append(value)
-    return " ".join(positive), negative
-
-
-class Weights(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: float = Field(1.0, allow_inf_nan=False)
-    image: float = Field(1.0, allow_inf_nan=False)
-
-
-class TermIn(BaseModel):
-    """Exactly one of ``text`` (plain), ``image`` (base64 or a data: URL) or ``product`` (an id), weighted."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(None, max_length=2000)
-    image: str | None = None
-    product: str | None = None
-    weight: float = Field(1.0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TermIn:
-        if sum(v is not None for v in (self.text, self.image, self.product)) != 1:
-            raise ValueError("a term takes exactly one of text, image, product")
-        return self
-
-
-class PageIn(BaseModel):
-    """Filters, paging, facets and scoring options of every search."""
-
-    model_config = ConfigDict(extra="forbid")
-    where: dict[str, Any] | None = Field(None, description='Filters: {"category": "shoes", "price": {"lt": 50}}')
-    k: int = Field(10, ge=1, description="Hits per page")
-    offset: int = Field(0, ge=0)
-    image_share: float | None = Field(None, ge=0, le=1, description="How much product photos count against product text")
-    facets: list[str] = Field(default_factory=list, description="Fields counted over the top results: category, brand, price...")
-    rerank: bool | None = Field(None, description="Re-rank on/off (default: the engine's); ignored by an engine without it")
-
-    @field_validator("where", mode="before")
-    @classmethod
-    def _json(cls, value: Any) -> Any:  # the form and query string carry it as JSON text
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"invalid JSON ({exc.msg})") from None
-
-    @field_validator("facets", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-
-
-class SearchIn(PageIn):
-    """``POST /search``: text (refine syntax) and/or an image, weighted terms, filters, paging, facets."""
-
-    text: str | None = Field(None, max_length=2000, description='Refine syntax: red dress -striped -"v neck"')
-    image: str | None = Field(None, description="A photo as base64 or a data: URL")
-    weights: Weights = Field(default_factory=Weights)
-    terms: list[TermIn] = Field(default_factory=list, max_length=64)
-    exclude: list[str] = Field(default_factory=list, max_length=1000, description="Product ids to leave out")
-
-
-class UploadIn(PageIn):
-    """The fields of ``POST /search/image`` beside the ``photo`` file; image_share defaults to image_weight."""
-
-    text: str | None = Field(None, max_length=2000, description="Optional refine text: but in red -striped")
-    image_weight: float | None = Field(None, ge=0, le=1, description="Photo weight 0..1; the text gets 1 minus it")
 
 
 class _ImageRoots:
@@ -254,14 +173,15 @@ class _Service:
             "rerank": {"requested": params.rerank, "supported": rerank}, "timings_ms": result.timings,
         }
 
-    def product(self, product_id: str, prefix: str = "") -> dict[str, Any]:
+    def product(self, product_id: str, prefix: str = "", *, public: bool = True) -> dict[str, Any]:
         try:
-            return _public(self.engine.product(product_id), prefix)
+            stored = self.engine.product(product_id)
         except QueryError:
             raise HTTPException(404, f"no product {product_id!r}") from None
+        return _public(stored, prefix) if public else stored
 
     def image(self, product_id: str, n: int) -> str | Path:
-        locations = self.engine.product(product_id)["images"] if self.product(product_id) else []
+        locations = self.product(product_id, public=False)["images"]
         if not 0 <= n < len(locations):
             raise HTTPException(404, f"product {product_id!r} has no image {n}")
         path = locations[n] if _is_url(locations[n]) else self.roots.file(locations[n])
@@ -301,8 +221,8 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
                   description="\n\n".join((__doc__ or "").split("\n\n")[2:]))
     app.state.service = service
     json_cap = 4 * -(-config.max_upload_bytes // 3) + _SLACK  # one photo in base64 and the rest
-    app.add_middleware(_BodyCap, default=(json_cap, f"request body over the {json_cap}-byte limit"), per_path={
-        "/search/image": (config.max_upload_bytes + _SLACK, f"the photo is over the {_megabytes(config.max_upload_bytes)} upload limit")})
+    app.add_middleware(BodyCap, default=(json_cap, f"request body over the {json_cap}-byte limit"), per_path={
+        "/search/image": (config.max_upload_bytes + _SLACK, f"the photo is over the {megabytes(config.max_upload_bytes)} upload limit")})
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(VitrinaError, _domain_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -324,7 +244,7 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     @app.post("/search/image", summary="Upload a photo (multipart field 'photo'), optionally refined with text",
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}})
     async def search_image(request: Request) -> dict[str, Any]:
-        fields, (filename, data) = await _read_form(request, max_file=config.max_upload_bytes)
+        fields, (filename, data) = await read_form(request, max_file=config.max_upload_bytes)
         form = _validated(UploadIn, fields, "form")
         return await service.run(service.search_upload, data, filename, form, prefix(request))
 
@@ -362,84 +282,6 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
         return await service.run(service.stats)
 
     return app
-
-
-class _BodyCap:
-    """ASGI middleware: a request body over its path's limit gets 413, checked while it streams in."""
-
-    def __init__(self, app: Any, *, default: tuple[int, str], per_path: dict[str, tuple[int, str]]):
-        self.app, self.default, self.per_path = app, default, per_path
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit, message = self.per_path.get(scope["path"], self.default)
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > limit:
-            return await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
-        seen = 0
-
-        async def capped() -> dict[str, Any]:
-            nonlocal seen
-            event = await receive()
-            seen += len(event.get("body", b""))
-            if seen > limit:
-                raise HTTPException(413, message)
-            return event
-
-        await self.app(scope, capped, send)
-
-
-async def _read_form(request: Request, *, max_file: int, max_field: int = 16 * 1024,
-                     max_parts: int = 16) -> tuple[dict[str, str], tuple[str, bytes]]:
-    """Stream a multipart body: one ``photo`` file of at most ``max_file`` bytes and small text fields."""
-    kind, options = parse_options_header(request.headers.get("content-type", ""))
-    if kind != b"multipart/form-data" or not options.get(b"boundary"):
-        raise HTTPException(415, "send the photo as multipart/form-data in the field 'photo'")
-    parts: list[dict[str, Any]] = []
-    name, value, ended = bytearray(), bytearray(), []
-
-    def begin() -> None:
-        if len(parts) >= max_parts:
-            raise HTTPException(400, f"at most {max_parts} form fields")
-        parts.append({"headers": {}, "data": bytearray()})
-
-    def header_end() -> None:
-        parts[-1]["headers"][bytes(name).lower()] = bytes(value)
-        name.clear()
-        value.clear()
-
-    def headers_done() -> None:
-        part = parts[-1]
-        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
-        part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
-        filename = disposition.get(b"filename")
-        part["filename"] = None if filename is None else os.path.basename(filename.decode("utf-8", "replace"))[-120:] or "photo"
-
-    def data(chunk: bytes, start: int, end: int) -> None:
-        part = parts[-1]
-        if len(part["data"]) + end - start > (max_file if part["filename"] is not None else max_field):
-            raise HTTPException(413, f"the photo is over the {_megabytes(max_file)} upload limit" if part["filename"] is not None
-                                else f"form field {part['name']!r} is over {max_field} bytes")
-        part["data"] += chunk[start:end]
-
-    parser = MultipartParser(options[b"boundary"], {
-        "on_part_begin": begin, "on_header_field": lambda d, s, e: name.extend(d[s:e]),
-        "on_header_value": lambda d, s, e: value.extend(d[s:e]), "on_header_end": header_end,
-        "on_headers_finished": headers_done, "on_part_data": data, "on_end": lambda: ended.append(True)})
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except ValueError as exc:  # python-multipart's parse errors
-        raise HTTPException(400, f"malformed multipart body ({exc})") from None
-    if not ended:
-        raise HTTPException(400, "incomplete multipart body (no closing boundary)")
-    files = [p for p in parts if p["filename"] is not None]
-    if [p["name"] for p in files] != ["photo"]:
-        raise RequestValidationError([{"type": "value_error", "loc": ("form", "photo"), "msg": "send one file, in the field 'photo'"}])
-    fields = {p["name"]: p["data"].decode("utf-8", "replace") for p in parts if p["filename"] is None}
-    return fields, (files[0]["filename"], bytes(files[0]["data"]))
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
@@ -496,5 +338,3 @@ def _is_url(location: str) -> bool:
     return location.lower().startswith(("http://", "https://"))
 
 
-def _megabytes(n: int) -> str:
-    return f"{n / 1024 / 1024:.3g} MB" if n >= 1024 * 1024 else f"{n} bytes"

@@ -334,9 +334,11 @@ def check_command(index_dir: Path) -> None:
 
 
 def _register_more() -> None:
-    from vitrina import demo_commands
+    from vitrina import demo_commands, serve_command, train_command
 
     demo_commands.register(cli)
+    train_command.register(cli)
+    serve_command.register(cli)
 
 
 _register_more()

@@ -6,6 +6,7 @@ const BASE_FACETS = ["category", "brand", "price"];
 const EXTRA_FACETS = ["color", "colour", "pattern", "material", "size"];
 const LABELS = { category: "Category", brand: "Brand", price: "Price" };
 const FACET_VALUES_SHOWN = 6;
+const SCORE_NAMES = { fused: "match", image: "photo", text: "text", lexical: "words", rerank: "rerank" };
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -261,7 +262,8 @@ function renderResults(hits) {
   for (const hit of hits) {
     const product = hit.product;
     const id = `title-${hit.rank}`;
-    const parts = `match ${score(hit.scores.fused)} · photo ${score(hit.scores.image)} · text ${score(hit.scores.text)}`;
+    const parts = Object.entries(hit.scores || {}).filter(([, v]) => typeof v === "number")
+      .map(([name, v]) => `${SCORE_NAMES[name] || name} ${score(v)}`).join(" · ");
     const more = el("button", { type: "button", class: "more", "aria-describedby": id }, "More like this");
     more.addEventListener("click", () => {
       state.similar = { id: product.id, title: product.title || product.id };
