@@ -64,6 +64,7 @@ class Candidates:
     products: list[dict[str, Any]]
     query: QueryInfo
     rerank: np.ndarray | None = None
+    #: Facts about the whole query (e.g. ``scored``: how many products were scored before truncation).
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -236,7 +236,7 @@ class SearchEngine:
             timings["rerank"] = _ms(t)
         page = candidates.take(np.arange(offset, min(offset + k, len(candidates))))
         timings["total"] = _ms(started)
-        return SearchResult(hits=hits_from(page), timings=timings, candidates=len(candidates))
+        return SearchResult(hits=hits_from(page), timings=timings, candidates=candidates.extra.get("scored", len(candidates)))
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
                 image_share: float | None = None, offset: int = 0, rerank: bool = True) -> SearchResult:
@@ -352,7 +352,7 @@ class SearchEngine:
             pks=pks[order], text=text_score[order], image=image_score[order], image_position=position[order],
             image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
             lexical=lexical[order], lexical_norm=lexical_norm[order], fused=fused[order],
-            products=[meta[int(pk)] for pk in pks[order]], query=info,
+            products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks)},
         )
 
 
