@@ -1,6 +1,10 @@
+"""Benchmarks (not part of the test run): ``python -m bench --help``; see bench/README.md."""
 import argparse
+import os
 
-from . import query_split
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
+
+from . import indexing, latency, query_split, recall, text_tower
 
 
 def main() -> None:
@@ -13,6 +17,10 @@ def main() -> None:
     qs.add_argument("--threads", type=int, default=None)
     qs.add_argument("--where", action="store_true", help="add a category filter to every query")
     qs.set_defaults(run=query_split.main)
+    latency.configure(sub.add_parser("query-latency", help="p50/p95 by stage at 10k-1M products vs FAISS flat + sqlite3"))
+    recall.configure(sub.add_parser("recall", help="recall@10 vs exact, ms/query and memory per index type"))
+    indexing.configure(sub.add_parser("indexing", help="images/s: model forward passes alone vs build_index end to end"))
+    text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
     args = parser.parse_args()
     args.run(args)
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from .config import ModelConfig
 from .errors import ModelError
+from .text_tower import encode_text_trimmed
 
 #: The model folder shipped in data/ (trained by ``vitrina train``), used when no model is named.
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "demo-model"
@@ -97,8 +98,8 @@ class OpenClipEncoder:
         for start in range(0, len(texts), self.batch_size):
             chunk = list(texts[start : start + self.batch_size])
             tokens = self.tokenizer(chunk).to(self.device)
-            with self._torch.inference_mode():
-                features = self.model.encode_text(tokens, normalize=True)
+            with self._torch.inference_mode():  # on the batch's real token length, not the padded context
+                features = encode_text_trimmed(self.model, tokens, normalize=True)
             out[start : start + len(chunk)] = features.float().cpu().numpy()
         return _unit_rows(out)
 

@@ -56,6 +56,7 @@ class TrainConfig:
     threads: int | None = None  # torch threads; None leaves torch's default
     augment: bool = True  # photo augmentation and text variants
     image_pairs: float = 1.0  # weight of the photo-photo loss (two photos of one product); 0 = image-text only
+    hard_groups: int = 16  # batches mix groups of this many look-alike products (after epoch 1); 0 = random
     max_products: int | None = None
     half: bool = True  # store fp16 weights
 
@@ -67,6 +68,8 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 2 (contrastive pairs need negatives), got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr}")
+        if self.hard_groups < 0:
+            problems.append(f"hard_groups must be >= 0, got {self.hard_groups}")
         if self.image_pairs < 0:
             problems.append(f"image_pairs must be >= 0, got {self.image_pairs}")
         if self.weight_decay < 0 or not 0 <= self.warmup < 1 or not 0 <= self.val_fraction < 1:
@@ -241,10 +244,24 @@ class _Loop:
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
             lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6)
         self.steps = 0
+        self.memory: Any = None  # the last photo embedding of each training product, for hard batches
+        self.seen: Any = None
+
+    def _remember(self, positions: list[int], features: Any) -> None:
+        if not self.config.hard_groups:
+            return
+        if self.memory is None:
+            n = len(self.train_idx)
+            self.memory = self.torch.zeros(n, features.shape[1])
+            self.seen = self.torch.zeros(n, dtype=self.torch.bool)
+        index = self.torch.tensor(positions)
+        self.memory[index] = features.detach().float()
+        self.seen[index] = True
 
     def run(self, train_idx: list[int], val_idx: list[int],
             progress: Callable[[TrainEvent], None] | None) -> list[EpochMetrics]:
         torch, config = self.torch, self.config
+        self.train_idx = train_idx
         per_epoch = _steps_per_epoch(len(train_idx), config.batch_size)
         total = per_epoch * config.epochs
         warm = int(total * config.warmup)
@@ -253,13 +270,16 @@ class _Loop:
             began = time.perf_counter()
             self.model.train()
             losses = []
-            order = torch.randperm(len(train_idx), generator=self.generator).tolist()
+            if config.hard_groups and self.memory is not None and bool(self.seen.all()):
+                order = hard_batch_order(self.memory, config.hard_groups, self.generator)
+            else:
+                order = torch.randperm(len(train_idx), generator=self.generator).tolist()
             for start in range(0, per_epoch * config.batch_size, config.batch_size):
-                batch = [train_idx[i] for i in order[start:start + config.batch_size]]
+                positions = order[start:start + config.batch_size]
                 lr = _lr_at(self.steps, total, warm, config.learning_rate)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss = self._step(batch)
+                loss = self._step(positions, [train_idx[i] for i in positions])
                 self.steps += 1
                 losses.append(loss)
                 if progress:
@@ -274,7 +294,7 @@ class _Loop:
                                     total_steps=total, loss=metrics.loss, metrics=metrics))
         return history
 
-    def _step(self, batch: list[int]) -> float:
+    def _step(self, positions: list[int], batch: list[int]) -> float:
         torch, g, config = self.torch, self.generator, self.config
         products = [self.data.products[i] for i in batch]
         counts = torch.tensor([len(p.image_rows) for p in products])
@@ -301,6 +321,7 @@ class _Loop:
             loss = loss + config.image_pairs * self.loss_fn(a, b, scale)
         else:
             loss = self.loss_fn(image_features, text_features, scale)
+        self._remember(positions, image_features[: len(batch)])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -334,6 +355,28 @@ class _Loop:
         parts = [self.model.encode_text(self.tokenizer(texts[s:s + chunk]), normalize=True)
                  for s in range(0, len(texts), chunk)]
         return self.torch.cat(parts)
+
+
+def hard_batch_order(features: Any, group: int, generator: Any) -> list[int]:
+    """A visiting order whose consecutive runs of ``group`` rows are near neighbours of each other.
+
+    Seeds are taken in random order; each claims itself and its ``group - 1`` most similar unclaimed rows.
+    Batches cut from this order mix a few such groups, so their negatives differ in detail, not just colour.
+    """
+    import torch
+
+    sims = features @ features.T
+    free = torch.ones(len(features), dtype=torch.bool)
+    order: list[int] = []
+    for seed in torch.randperm(len(features), generator=generator).tolist():
+        if not free[seed]:
+            continue
+        row = sims[seed].masked_fill(~free, float("-inf"))
+        row[seed] = float("inf")
+        take = torch.topk(row, min(group, int(free.sum()))).indices
+        free[take] = False
+        order.extend(take.tolist())
+    return order
 
 
 def _recall(scores: Any, targets: list[int], ks: tuple[int, ...]) -> list[float]:

@@ -140,8 +140,9 @@ def phrase_words(record: ProductRecord) -> tuple[str, ...]:
 def training_text(product: TrainProduct, variant: int, coins: list[float]) -> str:
     """Text variant ``variant`` (0 indexed text, 1 title, 2 description, 3 attribute phrase) of a product.
 
-    The attribute phrase keeps each word when its coin is below 0.6 (at least one word, in speaking order);
-    a variant the product lacks falls back to the indexed text.
+    The attribute phrase is a random non-empty subset of the attribute words, in speaking order: its size is
+    uniform (from ``coins[0]``), the words kept are those with the smallest of ``coins[1:]``.  A variant the
+    product lacks falls back to the indexed text.
     """
     if variant == 1 and product.title:
         return product.title
@@ -149,8 +150,9 @@ def training_text(product: TrainProduct, variant: int, coins: list[float]) -> st
         return product.description
     if variant == 3 and product.phrase_words:
         words = product.phrase_words
-        kept = [w for w, coin in zip(words, coins) if coin < 0.6]
-        return " ".join(kept or [words[int(coins[-1] * len(words)) % len(words)]])
+        size = 1 + min(int(coins[0] * len(words)), len(words) - 1)
+        kept = sorted(range(len(words)), key=lambda i: coins[1 + i % (len(coins) - 1)])[:size]
+        return " ".join(words[i] for i in sorted(kept))
     return product.text
 
 

@@ -130,15 +130,25 @@ class SearchEngine:
         encoder: Encoder | None = None,
         model: ModelConfig | None = None,
         config: SearchConfig = SearchConfig(),
+        rerank: bool = True,
     ) -> SearchEngine:
-        """Open ``folder``; the model is the one the index was built with unless given."""
+        """Open ``folder``; the model is the one the index was built with unless given.
+
+        The index's trained re-ranker (``vitrina train-reranker``) is loaded when present
+        and ``rerank`` is true; one trained for another index or model is refused.
+        """
         store = IndexStore.open(folder)
         try:
             if encoder is None:
                 spec = store.model_spec
                 model = model or ModelConfig(name=spec.get("name"), pretrained=spec.get("pretrained"))
                 encoder = load_encoder(model)
-            return cls(store, encoder, config=config)
+            reranker = None
+            if rerank:
+                from .rerank import load_reranker
+
+                reranker = load_reranker(store)
+            return cls(store, encoder, config=config, reranker=reranker)
         except BaseException:
             store.close()
             raise

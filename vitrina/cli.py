@@ -160,11 +160,12 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--sheet", "sheet", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the query and its hits as a contact sheet PNG.")
+@click.option("--no-rerank", is_flag=True, help="Rank by the weighted-sum fusion only, without the index's trained re-ranker.")
 @domain_errors
 def search_command(text: str | None, index_dir: Path, image_path: Path | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
                    image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
-                   sheet: Path | None) -> None:
+                   sheet: Path | None, no_rerank: bool) -> None:
     """Search an index by text, by photo, or both, with weights and filters.
 
     Examples:
@@ -186,7 +187,7 @@ def search_command(text: str | None, index_dir: Path, image_path: Path | None, t
     if not (text or image_path or parsed_terms):
         raise click.UsageError("give TEXT, --image, --term or --like")
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads) if model else None
-    with SearchEngine.open(index_dir, model=model_config) as engine:
+    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank) as engine:
         result = engine.search(
             text=text, image=image_path, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
             where=parse_where(where), k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
@@ -334,11 +335,12 @@ def check_command(index_dir: Path) -> None:
 
 
 def _register_more() -> None:
-    from vitrina import demo_commands, serve_command, train_command
+    from vitrina import demo_commands, rerank_commands, serve_command, train_command
 
     demo_commands.register(cli)
     train_command.register(cli)
     serve_command.register(cli)
+    rerank_commands.register(cli)
 
 
 _register_more()

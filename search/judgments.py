@@ -1,0 +1,162 @@
+"""Relevance judgments: graded (query, product) labels read from JSONL or CSV, grouped by query.
+
+One row per (query, product)::
+
+    {"query_id": "q1", "text": "red dress", "image": "queries/q1.jpg", "kind": "text+photo",
+     "product_id": "SKU-1", "label": 3, "weights": {"text": 1.0, "image": 0.5}}
+
+``text`` and ``image`` may each be null/empty (not both); ``image`` is a path relative to the judgments file.
+``kind`` (text, photo, text+photo) is derived when missing; ``weights`` (or CSV columns ``text_weight`` and
+``image_weight``) are optional.  Labels are non-negative integers (0 = judged not relevant).  Every row of a
+query must agree on its text, image, kind and weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import CatalogError
+
+KINDS = ("text", "photo", "text+photo")
+
+
+class JudgmentsError(CatalogError):
+    """A judgments file or one of its rows cannot be used."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgedQuery:
+    """A query and the graded labels of the products judged for it."""
+
+    query_id: str
+    kind: str
+    text: str | None = None
+    image: Path | None = None
+    weights: Mapping[str, float] | None = None
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def relevant(self) -> int:
+        return sum(1 for v in self.labels.values() if v > 0)
+
+    def search_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``SearchEngine.search`` that ask this query."""
+        args: dict[str, Any] = {"text": self.text, "image": self.image}
+        if self.weights:
+            args["weights"] = dict(self.weights)
+        return args
+
+
+def read_judgments(path: str | Path) -> list[JudgedQuery]:
+    """The queries of a judgments file (``.jsonl``/``.json`` lines or ``.csv``), in first-seen order."""
+    path = Path(path)
+    if not path.is_file():
+        raise JudgmentsError(f"{path}: no such judgments file")
+    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    return group_rows(rows, root=path.parent, source=str(path))
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise JudgmentsError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise JudgmentsError(f"{path}:{number}: expected a JSON object")
+            yield number, row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for number, row in enumerate(reader, start=2):
+            row = {k: (v if v != "" else None) for k, v in row.items() if k}
+            weights = {m: row.pop(f"{m}_weight", None) for m in ("text", "image")}
+            if any(v is not None for v in weights.values()):
+                row["weights"] = {m: v for m, v in weights.items() if v is not None}
+            yield number, row
+
+
+def _weights(value: Any, where: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"text", "image"}:
+        raise JudgmentsError(f"{where}: weights must map text/image to numbers")
+    try:
+        out = {k: float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise JudgmentsError(f"{where}: weights must be numbers, got {value!r}") from None
+    if not all(math.isfinite(v) for v in out.values()):
+        raise JudgmentsError(f"{where}: weights must be finite")
+    return out
+
+
+def _label(value: Any, where: str) -> int:
+    try:
+        label = int(value)
+        exact = float(value) == label
+    except (TypeError, ValueError):
+        raise JudgmentsError(f"{where}: label must be a non-negative integer, got {value!r}") from None
+    if label < 0 or not exact or isinstance(value, bool):
+        raise JudgmentsError(f"{where}: label must be a non-negative integer, got {value!r}")
+    return label
+
+
+def group_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, root: Path, source: str = "judgments") -> list[JudgedQuery]:
+    """Rows ``(line number, row)`` grouped into queries; images resolved against ``root``."""
+    heads: dict[str, tuple[str, str | None, Path | None, dict[str, float] | None]] = {}
+    labels: dict[str, dict[str, int]] = {}
+    for number, row in rows:
+        where = f"{source}:{number}"
+        qid, pid = row.get("query_id"), row.get("product_id")
+        if qid is None or str(qid) == "" or pid is None or str(pid) == "":
+            raise JudgmentsError(f"{where}: query_id and product_id are required")
+        qid, pid = str(qid), str(pid)
+        text = row.get("text") or None
+        image = row.get("image") or None
+        if text is not None and not isinstance(text, str):
+            raise JudgmentsError(f"{where}: text must be a string")
+        if text is None and image is None:
+            raise JudgmentsError(f"{where}: a query needs a text, an image or both")
+        derived = "text+photo" if text and image else ("photo" if image else "text")
+        kind = str(row.get("kind") or derived)
+        if kind not in KINDS:
+            raise JudgmentsError(f"{where}: kind {kind!r}; expected one of {', '.join(KINDS)}")
+        head = (kind, text, (root / str(image)) if image is not None else None, _weights(row.get("weights"), where))
+        if heads.setdefault(qid, head) != head:
+            raise JudgmentsError(f"{where}: query {qid} differs from its earlier rows (text, image, kind or weights)")
+        labels.setdefault(qid, {})[pid] = _label(row.get("label"), where)
+    return [JudgedQuery(query_id=q, kind=h[0], text=h[1], image=h[2], weights=h[3], labels=labels[q])
+            for q, h in heads.items()]
+
+
+def split_queries(queries: list[JudgedQuery], fraction: float, *, seed: int = 0) -> tuple[list[JudgedQuery], list[JudgedQuery]]:
+    """(rest, held out): ``fraction`` of each kind's queries held out, chosen by ``seed``."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be within [0, 1), got {fraction}")
+    rng = random.Random(f"vitrina-judgments/{seed}")
+    held: set[str] = set()
+    for kind in sorted({q.kind for q in queries}):
+        ids = sorted(q.query_id for q in queries if q.kind == kind)
+        rng.shuffle(ids)
+        held |= set(ids[: round(fraction * len(ids))])
+    return [q for q in queries if q.query_id not in held], [q for q in queries if q.query_id in held]
+
+
+def id_queries(product_ids: Iterable[str], n: int, *, seed: int = 0, exclude: Iterable[str] = ()) -> list[JudgedQuery]:
+    """``n`` exact-id text queries (kind ``text``, id ``id:<product>``): the product id, label 3 for it."""
+    left_out = set(exclude)
+    pool = sorted(set(product_ids) - left_out)
+    chosen = random.Random(f"vitrina-id-queries/{seed}").sample(pool, min(n, len(pool)))
+    return [JudgedQuery(query_id=f"id:{pid}", kind="text", text=pid, labels={pid: 3}) for pid in chosen]

@@ -1,0 +1,267 @@
+"""Pure feature building for the fusion classifier: candidates in, float32 arrays out (numpy only).
+
+One function, :func:`build_features`, serves training and query time alike, so a model sees the same
+numbers in both.  It reads a ``search.candidates.Candidates`` by attribute (no import: this module stays pure)
+and returns ``(rows, query)``:
+
+* ``rows`` (n, len(feature_names(attributes))): per candidate: modality scores, their gaps to the query's
+  best, within-query z-scores and ranks (computed from the scores, so independent of the input order), BM25,
+  the best image's position, word overlap with the product's text, id / model-number / brand / category
+  matches, attribute matches and mismatches with the query's words, price; then per field (category, brand,
+  each listed catalog attribute) the query-word match and the "consensus": the share of the 10 best candidates
+  by text, and by image, that share the candidate's value (e.g. most photo neighbours are red mugs);
+* ``query`` (len(QUERY_FEATURES),): the query's shape: which term kinds, their weights, words, the
+  image share and lexical weight it was run with, how the candidate scores spread.
+
+Attribute matching: a query word "names" a field (color, pattern, category, brand...) when it equals one of
+that field's values among the candidates; a candidate matches a named field when its value has the word and
+mismatches it otherwise.  Missing scores (NaN) become 0 with a ``*_missing`` flag beside them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BASE_FEATURES: tuple[str, ...] = (
+    "text", "text_missing", "image", "image_missing", "fused",
+    "text_gap", "image_gap", "fused_gap", "text_z", "image_z", "fused_z",
+    "lexical_norm", "lexical_log", "lexical_missing",
+    "fused_rank", "text_rank", "image_rank", "lexical_rank",
+    "image_position", "image_count",
+    "title_overlap", "text_overlap", "id_match", "code_match", "brand_match", "category_match",
+    "attr_match", "attr_mismatch", "price_log", "price_rel", "price_under",
+)
+#: Per field (category, brand, then each listed attribute): the query-word match (+1 / -1 / 0) and the share
+#: of the best candidates by text and by image that share the candidate's value.
+FIELD_STATS: tuple[str, ...] = ("match", "cons_text", "cons_image")
+QUERY_FEATURES: tuple[str, ...] = (
+    "q_has_text", "q_has_photo", "q_has_product", "q_text_weight", "q_image_weight", "q_negative_weight",
+    "q_words", "q_image_share", "q_lexical_weight", "q_lexical_coverage", "q_lexical_best", "q_has_code",
+    "q_attr_words", "q_text_spread", "q_image_spread",
+)
+#: The score columns the gated model weighs per query (with every field's match and image consensus).
+BASE_CHANNELS: tuple[str, ...] = (
+    "text_z", "image_z", "fused_z", "lexical_norm", "title_overlap", "text_overlap", "id_match", "code_match",
+    "attr_match", "attr_mismatch",
+)
+
+
+def field_names(attributes=()) -> tuple[str, ...]:
+    return ("category", "brand", *(f"attr:{a}" for a in attributes))
+
+
+def feature_names(attributes=()) -> tuple[str, ...]:
+    """The columns of ``build_features(..., attributes=attributes)`` rows."""
+    return BASE_FEATURES + tuple(f"{stat}:{field}" for field in field_names(attributes) for stat in FIELD_STATS)
+
+
+def channel_names(attributes=()) -> tuple[str, ...]:
+    fields = field_names(attributes)
+    return BASE_CHANNELS + tuple(f"match:{f}" for f in fields) + tuple(f"cons_image:{f}" for f in fields)
+
+
+def channel_columns(attributes=()) -> list[int]:
+    """Positions of the gated model's channels in the rows."""
+    names = feature_names(attributes)
+    return [names.index(c) for c in channel_names(attributes)]
+
+
+FEATURE_VERSION = 1
+#: How many of the best candidates (per score) vote in the consensus features.
+CONSENSUS_K = 10
+
+_PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"})
+
+
+def tokens(text: str | None) -> list[str]:
+    """Lower-case alphanumeric words of ``text`` (punctuation splits)."""
+    return (text or "").lower().translate(_PUNCTUATION).split()
+
+
+def _numbers(texts) -> list[float]:
+    """Stand-alone numbers of the query ("under 50", "$30"), not the digits of a model code."""
+    out = []
+    for text in texts:
+        for raw in text.split():
+            word = raw.strip("$€£,.;:!?()")
+            try:
+                out.append(float(word))
+            except ValueError:
+                continue
+    return out
+
+
+def _has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
+
+def product_profile(product) -> tuple:
+    """What features need of one product's metadata, tokenised once: (title words, all words, id words,
+    field → value words for category, brand and string attributes, price or NaN)."""
+    fields: dict[str, frozenset[str]] = {}
+    for name in ("category", "brand"):
+        if isinstance(product.get(name), str):
+            fields[name] = frozenset(tokens(product[name]))
+    for name, value in (product.get("attributes") or {}).items():
+        values = value if isinstance(value, list) else [value]
+        words = frozenset(w for v in values if isinstance(v, str) for w in tokens(v))
+        if words:
+            fields[f"attr:{name}"] = words
+    title = frozenset(tokens(product.get("title")))
+    body = title.union(tokens(product.get("description")), *fields.values())
+    price = product.get("price")
+    ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price == price and price >= 0
+    return title, body, frozenset(tokens(str(product.get("id", "")))), fields, float(price) if ok else float("nan")
+
+
+def _profiles(candidates, cache) -> list[tuple]:
+    if cache is None:
+        return [product_profile(p) for p in candidates.products]
+    out = []
+    for pk, p in zip(candidates.pks.tolist(), candidates.products):
+        key = (pk, p.get("id"), p.get("title"), p.get("description"), p.get("category"), p.get("brand"),
+               p.get("price"), repr(p.get("attributes")))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = product_profile(p)
+        out.append(found)
+    return out
+
+
+def _codes(fields: list[dict[str, frozenset[str]]], name: str) -> tuple[np.ndarray, int]:
+    """Per candidate: a code of its value of field ``name`` (-1 when it has none), and how many codes."""
+    codes: dict[frozenset[str], int] = {}
+    column = np.fromiter((codes.setdefault(f[name], len(codes)) if name in f else -1 for f in fields),
+                         dtype=np.int64, count=len(fields))
+    return column, len(codes)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    present = np.flatnonzero(~np.isnan(scores))
+    return present[np.argsort(-scores[present], kind="stable")[:k]]
+
+
+def _consensus(column: np.ndarray, n_codes: int, top: np.ndarray) -> np.ndarray:
+    """Per candidate: the share of the ``top`` candidates whose value (code) equals its own."""
+    if top.size == 0:
+        return np.zeros(len(column))
+    picked = column[top]
+    counts = np.bincount(picked[picked >= 0], minlength=n_codes + 1) / top.size
+    return np.where(column >= 0, counts[column], 0.0)
+
+
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """0 for the best score, ties share the lowest rank; NaN ranks after every number."""
+    filled = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.sort(filled)[::-1]
+    return np.searchsorted(-order, -filled, side="left").astype(np.float32)
+
+
+def _stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(filled, gap to best, within-query z-score, spread) of scores with NaN (missing) entries."""
+    present = scores[~np.isnan(scores)]
+    if present.size == 0:
+        zeros = np.zeros(len(scores), np.float32)
+        return zeros, zeros, zeros, 0.0
+    low, best = float(present.min()), float(present.max())
+    filled = np.where(np.isnan(scores), low, scores)
+    std = float(present.std())
+    z = (filled - float(present.mean())) / std if std > 1e-6 else np.zeros(len(scores))
+    return filled, filled - best, z, best - float(np.median(present))
+
+
+def build_features(candidates, *, attributes=(), cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, query)`` feature arrays of ``candidates`` (see the module docstring).
+
+    ``attributes`` names the catalog attributes that get per-field columns (see :func:`feature_names`);
+    ``cache`` (any dict, kept by the caller) memoises :func:`product_profile` per product version; the
+    result is the same with or without it."""
+    q = candidates.query
+    n = len(candidates.pks)
+    text = np.asarray(candidates.text, dtype=np.float64)
+    image = np.asarray(candidates.image, dtype=np.float64)
+    fused = np.asarray(candidates.fused, dtype=np.float64)
+    lexical = np.asarray(candidates.lexical, dtype=np.float64)
+    lexical_norm = np.asarray(candidates.lexical_norm, dtype=np.float64)
+    text_f, text_gap, text_z, text_spread = _stats(text)
+    image_f, image_gap, image_z, image_spread = _stats(image)
+    fused_f, fused_gap, fused_z, _ = _stats(fused)
+
+    words = [w for t in q.texts for w in tokens(t)]
+    word_set = frozenset(words)
+    codes = frozenset(w for w in word_set if _has_digit(w))
+    numbers = _numbers(q.texts)
+    profiles = _profiles(candidates, cache)
+    fields = [prof[3] for prof in profiles]
+    named: dict[str, set[str]] = {}  # field → the query words that are among its values
+    word_rows = np.zeros((n, 8), dtype=np.float64)
+    if word_set:
+        for product_fields in fields:
+            for name, values in product_fields.items():
+                hit = values & word_set
+                if hit:
+                    named.setdefault(name, set()).update(hit)
+        named_items = list(named.items())
+        n_named, n_words, n_codes = len(named_items), len(word_set), len(codes)
+        empty: frozenset[str] = frozenset()
+        rows_w = []
+        for title, body, pid, product_fields, _ in profiles:
+            matched = 0
+            for name, hits in named_items:
+                values = product_fields.get(name)
+                if values is not None and not values.isdisjoint(hits):
+                    matched += 1
+            brand = product_fields.get("brand", empty)
+            category = product_fields.get("category", empty)
+            rows_w.append((
+                len(word_set & title) / n_words, len(word_set & body) / n_words, float(bool(pid) and pid <= word_set),
+                len(codes & body) / n_codes if n_codes else 0.0, float(bool(brand) and brand <= word_set),
+                float(bool(category) and category <= word_set),
+                matched / n_named if n_named else 0.0, (n_named - matched) / n_named if n_named else 0.0,
+            ))
+        if rows_w:
+            word_rows = np.array(rows_w, dtype=np.float64)
+    attr_words = set().union(*named.values()) if named else set()
+    prices = np.array([prof[4] for prof in profiles], dtype=np.float64)
+    known = ~np.isnan(prices)
+    median = float(np.median(prices[known])) if known.any() else 0.0
+    price_log = np.where(known, np.log1p(np.where(known, prices, 0.0)), 0.0)
+    price_rel = np.where(known & (median > 0), np.log((np.where(known, prices, 0.0) + 1.0) / (median + 1.0)), 0.0)
+    if numbers and known.any():
+        under = np.where(known, np.where(np.where(known, prices, 0.0) <= max(numbers), 1.0, -1.0), 0.0)
+    else:
+        under = np.zeros(n)
+    per_field = []
+    top_text, top_image = _top(text, CONSENSUS_K), _top(image, CONSENSUS_K)
+    for name in field_names(attributes):
+        column, n_codes = _codes(fields, name)
+        if name in named:
+            hits = named[name]
+            per_field.append(np.array([(1.0 if not f[name].isdisjoint(hits) else -1.0) if name in f else -1.0
+                                       for f in fields]))
+        else:
+            per_field.append(np.zeros(n))
+        per_field += [_consensus(column, n_codes, top_text), _consensus(column, n_codes, top_image)]
+
+    position = np.asarray(candidates.image_position, dtype=np.float64)
+    count = np.asarray(candidates.image_count, dtype=np.float64)
+    columns = [
+        text_f, np.isnan(text), image_f, np.isnan(image), fused_f,
+        text_gap, image_gap, fused_gap, text_z, image_z, fused_z,
+        np.nan_to_num(lexical_norm, nan=0.0), np.log1p(np.maximum(np.nan_to_num(lexical, nan=0.0), 0.0)), np.isnan(lexical),
+        np.log1p(_rank(fused)), np.log1p(_rank(text)), np.log1p(_rank(image)), np.log1p(_rank(lexical)),
+        np.log1p(np.maximum(position, 0.0)), np.log1p(count),
+        *word_rows.T, price_log, price_rel, under, *per_field,
+    ]
+    rows = np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=1) if n else np.zeros((0, len(feature_names(attributes))))
+
+    positive = [(k, w) for k, w in zip(q.kinds, q.weights) if w > 0]
+    query = np.array([
+        float(any(k == "text" for k, _ in positive)), float(any(k == "image" for k, _ in positive)),
+        float(any(k == "product" for k, _ in positive)), q.weight_of("text"), q.weight_of("image"),
+        -sum(w for w in q.weights if w < 0), np.log1p(len(words)), q.image_share, q.lexical_weight,
+        float((~np.isnan(lexical)).mean()) if n else 0.0,
+        float(np.log1p(max(np.nanmax(lexical), 0.0))) if n and (~np.isnan(lexical)).any() else 0.0,
+        float(bool(codes)), len(attr_words) / len(word_set) if word_set else 0.0, text_spread, image_spread,
+    ], dtype=np.float64)
+    return rows.astype(np.float32), query.astype(np.float32)
