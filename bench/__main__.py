@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from . import indexing, latency, query_split, recall, text_tower
+from . import indexing, latency, query_split, recall, serve_latency, text_tower
 
 
 def main() -> None:
@@ -21,6 +21,8 @@ def main() -> None:
     recall.configure(sub.add_parser("recall", help="recall@10 vs exact, ms/query and memory per index type"))
     indexing.configure(sub.add_parser("indexing", help="images/s: model forward passes alone vs build_index end to end"))
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
+    serve = serve_latency.configure(sub.add_parser("serve-latency", help="p50/p95 of /search and /search/image, 8 concurrent clients"))
+    serve.set_defaults(run=serve_latency.main)
     args = parser.parse_args()
     args.run(args)
 
