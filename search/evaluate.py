@@ -16,6 +16,7 @@ first hit has the query's highest label ("the product at rank 1").
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -79,6 +80,19 @@ def query_groups(query: JudgedQuery, products: Mapping[str, dict[str, Any]]) -> 
     return groups
 
 
+class _CpuTimed:
+    """Wraps a re-ranker and records the CPU milliseconds of each call (wall time suffers from busy neighbours)."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.cpu_ms = inner, []
+
+    def rerank(self, candidates):
+        started = time.thread_time()
+        out = self.inner.rerank(candidates)
+        self.cpu_ms.append((time.thread_time() - started) * 1000)
+        return out
+
+
 def _ranked_ids(engine: SearchEngine, system: str, query: JudgedQuery, depth: int) -> tuple[list[str], dict[str, float]]:
     if system == "lexical":
         started = time.perf_counter()
@@ -127,11 +141,14 @@ def evaluate(engine: SearchEngine, queries: Sequence[JudgedQuery], *, config: Ev
     groups = {q.query_id: query_groups(q, products) for q in queries}
     per_system: dict[str, Any] = {}
     latency: dict[str, dict[str, list[float]]] = {}
+    timed = _CpuTimed(engine.reranker)
+    probe = copy.copy(engine)  # the same engine, its re-ranker timed
+    probe.reranker = timed if engine.reranker is not None else None
     for system in systems:
         rows: dict[str, list[dict[str, Any]]] = {}
         times: dict[str, list[float]] = {}
         for query in queries:
-            ids, timings = _ranked_ids(engine, system, query, config.depth)
+            ids, timings = _ranked_ids(probe, system, query, config.depth)
             ranked = np.array([query.labels.get(i, 0) for i in ids], dtype=np.float64)
             judged = np.array(list(query.labels.values()), dtype=np.float64)
             scores = _scores(ranked, judged, config)
@@ -159,6 +176,7 @@ def evaluate(engine: SearchEngine, queries: Sequence[JudgedQuery], *, config: Ev
     rerank_times = latency.get("fusion+rerank", {}).get("rerank", [])
     if rerank_times:
         report["latency_ms"]["rerank_p95"] = round(float(np.percentile(rerank_times, 95)), 3)
+        report["latency_ms"]["rerank_cpu"] = _median(timed.cpu_ms)
     report["checks"] = checks(report)
     return report
 
@@ -192,7 +210,8 @@ def checks(report: dict[str, Any]) -> list[dict[str, Any]]:
             if found and found.get("queries"):
                 out.append({"name": f"{system} top1 ({group})", "value": found["top1"], "target": 0.95,
                             "passed": found["top1"] >= 0.95})
-    rerank = report["latency_ms"].get("rerank")
-    if rerank is not None:
-        out.append({"name": "rerank latency median ms", "value": rerank, "target": 5.0, "passed": rerank <= 5.0})
+    for key, name in (("rerank", "rerank latency median ms"), ("rerank_cpu", "rerank CPU time median ms")):
+        value = report["latency_ms"].get(key)
+        if value is not None:
+            out.append({"name": name, "value": value, "target": 5.0, "passed": value <= 5.0})
     return out

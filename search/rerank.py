@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from indexer.store import IndexStore
 
 from .judgments import JudgedQuery, id_queries, split_queries
 from .rerank_features import FEATURE_VERSION, QUERY_FEATURES, build_features, channel_columns, channel_names, feature_names
-from .rerank_model import EpochReport, Normaliser, QueryData, RerankerConfig, fit, forward, ndcg
+from .rerank_model import ARCHITECTURES, EpochReport, Normaliser, QueryData, RerankerConfig, fit, forward, ndcg
 
 if TYPE_CHECKING:
     from .candidates import Candidates
@@ -99,14 +99,12 @@ def query_candidates(engine: SearchEngine, query: JudgedQuery, *, depth: int, im
     """The top ``depth`` candidates (by fused score) the engine would hand its re-ranker for ``query``, and
     the stage timings; ``None`` when nothing matched.  The engine itself is not modified."""
     capture = _Capture()
-    probe = copy.copy(engine)  # shares the store, view and caches; only its re-ranker differs
+    probe = copy.copy(engine)  # shares the store, view and caches; only its re-ranker and depth differ
     probe.reranker = capture
+    probe.config = replace(engine.config, rerank_depth=depth)
     result = probe.search(**query.search_args(), k=min(depth, engine.config.max_k), rerank=True,
                           image_share=image_share, lexical_weight=lexical_weight)
-    found = capture.candidates
-    if found is None:
-        return None, result.timings
-    return found.take(np.arange(min(depth, len(found)))), result.timings
+    return capture.candidates, result.timings
 
 
 def query_data(candidates: Candidates, query: JudgedQuery, *, attributes: Sequence[str] = (),
@@ -236,9 +234,12 @@ def read_reranker(folder: str | Path) -> FusionReranker:
     attributes = meta.get("attributes") if isinstance(meta.get("attributes"), list) else []
     if (meta.get("feature_version") != FEATURE_VERSION or meta.get("features") != list(feature_names(attributes))
             or meta.get("query_features") != list(QUERY_FEATURES) or meta.get("channels") != list(channel_names(attributes))):
-        raise ModelError(f"{folder}: trained on another feature set (v{meta.get('feature_version')}, this vitrina "
-                         f"computes v{FEATURE_VERSION}); retrain it with `vitrina train-reranker`")
+        raise ModelError(f"{folder}: trained on another feature set (v{meta.get('feature_version')}, "
+                         f"{len(meta.get('features') or [])} features; this vitrina computes v{FEATURE_VERSION}, "
+                         f"{len(feature_names(attributes))}); retrain it with `vitrina train-reranker`")
     arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"{folder}: unknown re-ranker architecture {arch!r}; retrain it with `vitrina train-reranker`")
     try:
         norm = Normaliser.from_json(meta["normalisation"])
         probe = forward(arch, params, norm, np.zeros((2, len(meta["features"])), np.float32),

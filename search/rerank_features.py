@@ -128,12 +128,17 @@ def _profiles(candidates, cache) -> list[tuple]:
     return out
 
 
-def _codes(fields: list[dict[str, frozenset[str]]], name: str) -> tuple[np.ndarray, int]:
-    """Per candidate: a code of its value of field ``name`` (-1 when it has none), and how many codes."""
-    codes: dict[frozenset[str], int] = {}
-    column = np.fromiter((codes.setdefault(f[name], len(codes)) if name in f else -1 for f in fields),
-                         dtype=np.int64, count=len(fields))
-    return column, len(codes)
+def _codes(fields: list[dict[str, frozenset[str]]], names) -> dict[str, tuple[np.ndarray, int]]:
+    """Per field of ``names``: a code of each candidate's value (-1 when it has none), and how many codes."""
+    wanted = set(names)
+    columns = {name: np.full(len(fields), -1, dtype=np.int64) for name in names}
+    codes: dict[str, dict[frozenset[str], int]] = {name: {} for name in names}
+    for i, product_fields in enumerate(fields):
+        for name, value in product_fields.items():
+            if name in wanted:
+                seen = codes[name]
+                columns[name][i] = seen.setdefault(value, len(seen))
+    return {name: (columns[name], len(codes[name])) for name in names}
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -233,8 +238,10 @@ def build_features(candidates, *, attributes=(), cache: dict | None = None) -> t
         under = np.zeros(n)
     per_field = []
     top_text, top_image = _top(text, CONSENSUS_K), _top(image, CONSENSUS_K)
-    for name in field_names(attributes):
-        column, n_codes = _codes(fields, name)
+    names = field_names(attributes)
+    coded = _codes(fields, names)
+    for name in names:
+        column, n_codes = coded[name]
         if name in named:
             hits = named[name]
             per_field.append(np.array([(1.0 if not f[name].isdisjoint(hits) else -1.0) if name in f else -1.0

@@ -7,9 +7,10 @@
   the score is the query-adaptive weighted sum ``sum_c gate_c(query) * scale_c * channel_c``.
 
 Training (:func:`fit`) is torch on padded per-query tensors, with a pairwise (RankNet, pairs weighted by their
-gain difference ``2**a - 2**b``) or pointwise (binary cross-entropy on ``label / max_label``) objective; the
-epoch with the best validation nDCG@10 is kept.  Query time needs only numpy (:func:`forward`), and a test
-holds the two forwards equal.
+gain difference ``2**a - 2**b``) or pointwise (binary cross-entropy on ``label / max_label``) objective,
+averaged per query and then over queries (each kind weighing the same with ``balance_kinds``); the epoch with
+the best validation nDCG@10 (mean over kinds) is kept.  Query time needs only numpy (:func:`forward`), and a
+test holds the two forwards equal.
 """
 
 from __future__ import annotations
@@ -240,13 +241,14 @@ def query_weights(data: Sequence[QueryData], *, balance: bool) -> np.ndarray:
     return weights * len(data) / weights.sum()
 
 
-def ndcg(data: Sequence[QueryData], scores: Sequence[np.ndarray], k: int = 10) -> float:
-    """Mean nDCG@k of the candidates ordered by ``scores`` (ties keep the fused order)."""
-    values = []
+def ndcg(data: Sequence[QueryData], scores: Sequence[np.ndarray], k: int = 10, *, balanced: bool = False) -> float:
+    """Mean nDCG@k of the candidates ordered by ``scores`` (ties keep the fused order); ``balanced``: the
+    mean over query kinds of each kind's mean (so a small kind counts as much as a large one)."""
+    values: dict[str, list[float]] = {}
     for d, s in zip(data, scores):
         order = np.lexsort((np.arange(len(s)), -np.asarray(s, dtype=np.float64)))
-        values.append(metrics.ndcg_at_k(d.labels[order], d.judged, k))
-    return metrics.mean(values)
+        values.setdefault(d.kind if balanced else "", []).append(metrics.ndcg_at_k(d.labels[order], d.judged, k))
+    return metrics.mean([metrics.mean(v) for v in values.values()]) if balanced else metrics.mean(values.get("", []))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,12 +312,13 @@ def _fit(train: Sequence[QueryData], val: Sequence[QueryData], config: RerankerC
             optimiser.step()
             total, steps = total + float(loss.detach()), steps + 1
         params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if k != "channels"}
-        val_ndcg = ndcg(val, [forward(config.arch, params, norm, d.rows, d.query, channels) for d in val]) if val else None
+        val_scores = [forward(config.arch, params, norm, d.rows, d.query, channels) for d in val]
+        val_ndcg = ndcg(val, val_scores) if val else None
         report = EpochReport(epoch=epoch, loss=total / max(steps, 1), val_ndcg=val_ndcg, seconds=time.perf_counter() - started)
         reports.append(report)
         if progress is not None:
             progress(report)
-        score = val_ndcg if val_ndcg is not None else float(epoch)
+        score = ndcg(val, val_scores, balanced=config.balance_kinds) if val else float(epoch)
         if best is None or score > best[0]:
             best = (score, epoch, params)
     assert best is not None

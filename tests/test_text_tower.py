@@ -50,7 +50,7 @@ def test_vit_b_32_random_weights_match_padded():
     cfg = open_clip.get_model_config("ViT-B-32")  # ViT-B-32's own text tower; a tiny vision tower keeps this fast
     model = CLIP(embed_dim=cfg["embed_dim"], text_cfg=cfg["text_cfg"],
                  vision_cfg={"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16}).eval()
-    tokens = open_clip.get_tokenizer("ViT-B-32")(TEXTS)
+    tokens = open_clip.get_tokenizer("ViT-B-32")(TEXTS[:3])
     assert tokens.shape[1] == 77 and can_trim(model)
     assert float(_cosines(model, tokens).min()) >= 0.9999
 
