@@ -239,7 +239,8 @@ class SearchEngine:
             t = time.perf_counter()
             query = self._query_vector(query_terms)
             timings["encode"] = _ms(t)
-            candidates = self._candidates(view, query, clauses, info=info, depth=depth, exclude=exclude, timings=timings)
+            candidates = self._candidates(view, query, clauses, info=info, depth=depth, exclude=exclude, timings=timings,
+                                          keep_lexical=LEXICAL_KEEP if reranker is not None else 0)
         if reranker is not None and len(candidates):
             t = time.perf_counter()
             candidates = reranker.rerank(candidates)
@@ -320,7 +321,7 @@ class SearchEngine:
         return _unit(np.sum(parts, axis=0))
 
     def _candidates(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, info: QueryInfo, depth: int,
-                    exclude: Sequence[str], timings: dict[str, float]) -> Candidates:
+                    exclude: Sequence[str], timings: dict[str, float], keep_lexical: int = 0) -> Candidates:
         """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages."""
         needed = depth + len(exclude)
         n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
@@ -352,6 +353,9 @@ class SearchEngine:
         lexical_norm = fusion.normalise_lexical(lexical)
         fused = fusion.fuse(text_score, image_score, info.image_share, lexical=lexical_norm, lexical_weight=info.lexical_weight)
         order = fusion.top_k(pks, fused, depth)
+        if keep_lexical:  # the best word matches reach the re-ranker even when their vectors rank them low
+            extra = np.setdiff1d(np.flatnonzero(np.isin(pks, lexical_pks[:keep_lexical])), order)
+            order = np.concatenate([order, extra[np.argsort(-fused[extra], kind="stable")]])
         position = np.full(len(pks), -1, dtype=np.int64)
         position[best >= 0] = stored["image_position"][best[best >= 0]]
         timings["fuse"] = _ms(t)
@@ -389,6 +393,8 @@ def hits_from(candidates: Candidates) -> list[Hit]:
 
 
 _WORD = re.compile(r"\w+")
+#: With a re-ranker, the top BM25 matches always join its candidates (ids, model numbers).
+LEXICAL_KEEP = 10
 MAX_QUERY_WORDS = 32
 
 
