@@ -114,7 +114,7 @@ def build_index(
 
     records = iter_products(catalog, on_error=on_row_error, allow_outside_root=config.allow_outside_root)
     store = IndexStore.create(
-        folder, identity=encoder.identity, index_type=config.index_type,
+        folder, identity=encoder.identity, index_type=config.index_type, max_memory=config.max_memory,
         model_spec=model_spec or {"name": encoder.identity.name, "pretrained": encoder.identity.pretrained},
     )
     try:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import vectors as vector_files
 from .catalog import ProductRecord
+from .config import AUTO_INDEX_TYPE
 from .encoder import ModelIdentity
 from .errors import IndexFormatError
 from .schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
@@ -110,6 +111,10 @@ def blobs_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
 
+#: What an "auto" index starts as (exact search), before its first commit re-chooses by size.
+FIRST_AUTO_TYPE = "Flat"
+
+
 class IndexStore:
     """An opened index folder.  ``open`` gives a reader; ``create`` or ``open(writable=True)`` a writer."""
 
@@ -121,14 +126,19 @@ class IndexStore:
         meta = self._read_meta()
         self._check_version(meta)
         self.identity = ModelIdentity.from_json(meta["model"])
-        self.index_type: str = meta["index_type"]
+        self.index_type: str = meta["index_type"]  # "auto" or a FAISS factory string
+        self.max_memory: int | None = meta.get("max_memory")
         self.model_spec: dict[str, Any] = meta.get("model_spec", {})
         self.commit_info: dict[str, Any] = meta.get("commit", {"generation": 0, "files": {}})
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def create(cls, folder: str | Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any]) -> IndexStore:
-        """A writer on a new index folder, or on an existing one built with the same model."""
+    def create(cls, folder: str | Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any],
+               max_memory: int | None = None) -> IndexStore:
+        """A writer on a new index folder, or on an existing one built with the same model.
+
+        ``index_type`` is "auto" (the type follows the vector count and ``max_memory``) or a FAISS factory string.
+        """
         folder = Path(folder)
         if (folder / DATABASE_FILE).exists():
             store = cls.open(folder, writable=True)
@@ -138,11 +148,14 @@ class IndexStore:
                     f"{folder}: built with model {store.identity.describe()}, not {identity.describe()}; "
                     "index into a new folder to change models"
                 )
-            if index_type != store.index_type:
+            if index_type != store.index_type and index_type != AUTO_INDEX_TYPE:  # "auto" (the default) keeps it
                 store.close()
                 raise IndexFormatError(f"{folder}: index type is {store.index_type!r}, not {index_type!r}; index into a new folder to change it")
+            if max_memory is not None and max_memory != store.max_memory:
+                store.set_max_memory(max_memory)
             return store
-        vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
+        if index_type != AUTO_INDEX_TYPE:
+            vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
         folder.mkdir(parents=True, exist_ok=True)
         engine = _make_engine(folder, readonly=False)
         Base.metadata.create_all(engine)
@@ -156,6 +169,7 @@ class IndexStore:
                     IndexMeta(key="model", value=identity.to_json()),
                     IndexMeta(key="model_spec", value=model_spec),
                     IndexMeta(key="index_type", value=index_type),
+                    IndexMeta(key="max_memory", value=max_memory),
                     IndexMeta(key="created_at", value=time.time()),
                     IndexMeta(key="commit", value={"generation": 0, "files": {}}),
                 ]
@@ -225,11 +239,29 @@ class IndexStore:
     def file_path(self, modality: str, generation: int) -> Path:
         return self.folder / f"{modality}.{generation}.faiss"
 
+    def set_max_memory(self, max_memory: int | None) -> None:
+        """Change the memory budget of an "auto" index (used from its next commit)."""
+        with Session(self.engine) as session, session.begin():
+            session.merge(IndexMeta(key="max_memory", value=max_memory))
+        self.max_memory = max_memory
+
+    def factory(self, modality: str, *, commit: dict[str, Any] | None = None) -> str:
+        """The FAISS factory string ``modality``'s index has in ``commit`` (default: the live one)."""
+        info = (commit or self.commit_info).get("files", {}).get(modality) or {}
+        if "index_type" in info:
+            return info["index_type"]
+        return FIRST_AUTO_TYPE if self.index_type == AUTO_INDEX_TYPE else self.index_type
+
+    def tuning(self, modality: str, *, commit: dict[str, Any] | None = None) -> vector_files.SearchTuning:
+        """efSearch / nprobe tuned for ``modality``'s index when it was written (defaults when never tuned)."""
+        info = (commit or self.commit_info).get("files", {}).get(modality) or {}
+        return vector_files.SearchTuning(**info.get("tuning", {}))
+
     def load_vector_index(self, modality: str, *, commit: dict[str, Any] | None = None) -> faiss.Index:
         """The FAISS index of ``commit`` (default: the live one) for ``modality``, checked against the database."""
         info = (commit or self.commit_info).get("files", {}).get(modality)
         if info is None:
-            return vector_files.make_index(self.index_type, self.identity.dim)
+            return vector_files.make_index(self.factory(modality, commit=commit), self.identity.dim)
         count = self.vector_count(modality)
         return vector_files.read(self.folder / info["name"], expected_size=info["size"],
                                  expected_sha256=info.get("sha256"), expected_count=count)

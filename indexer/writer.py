@@ -21,12 +21,19 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import index_types
 from . import vectors as vector_files
+from .config import AUTO_INDEX_TYPE
 from .errors import IndexLockedError
 from .schema import ImageRow, IndexMeta, Product
 from .store import MODALITIES, CommitInfo, EmbeddedProduct, IndexStore, _Pending, blobs_to_matrix, vector_to_blob
 
 LOCK_FILE = "write.lock"
+#: Recall@10 against exact search that efSearch / nprobe are tuned to at commit time.
+TARGET_RECALL = 0.95
+#: Queries sampled for that tuning; candidates the engine re-scores exactly on indexes without full vectors.
+TUNING_QUERIES = 200
+RESCORED_CANDIDATES = 100
 
 
 class WriteLock:
@@ -67,8 +74,11 @@ class IndexWriter:
         self.lock.acquire()
         store.refresh()  # the commit made by the previous writer, if any
         self.session = Session(store.engine, expire_on_commit=False)
+        self.types = {m: store.factory(m) for m in MODALITIES}
+        self.tuned = {m: {k: v for k, v in (store.commit_info.get("files", {}).get(m) or {}).items()
+                          if k in ("tuning", "recall", "tuned_at")} for m in MODALITIES}
         if rebuild:  # repair: the live files are not trusted, nor even read
-            self.indexes = {m: vector_files.make_index(store.index_type, store.identity.dim) for m in MODALITIES}
+            self.indexes = {m: vector_files.make_index(self.types[m], store.identity.dim) for m in MODALITIES}
         else:
             self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
         self.pending = _Pending()
@@ -117,6 +127,9 @@ class IndexWriter:
         store = self.store
         for modality in MODALITIES:
             self._apply(modality)
+        self._choose_types()
+        for modality in MODALITIES:
+            self._tune(modality)
         generation = int(store.commit_info.get("generation", 0)) + 1
         files: dict[str, dict[str, Any]] = {}
         written: list[Path] = []
@@ -125,7 +138,8 @@ class IndexWriter:
                 path = store.file_path(modality, generation)
                 size, sha256 = vector_files.write_atomic(self.indexes[modality], path)
                 written.append(path)
-                files[modality] = {"name": path.name, "size": size, "sha256": sha256, "ntotal": int(self.indexes[modality].ntotal)}
+                files[modality] = {"name": path.name, "size": size, "sha256": sha256, "ntotal": int(self.indexes[modality].ntotal),
+                                   "index_type": self.types[modality], **self.tuned[modality]}
             commit = {"generation": generation, "files": files, "committed_at": time.time()}
             self.session.merge(IndexMeta(key="commit", value=commit))
             self.session.commit()
@@ -162,15 +176,54 @@ class IndexWriter:
 
     def _rebuilt(self, modality: str) -> faiss.Index:
         """A fresh index holding every vector the session sees for ``modality`` (trains if needed)."""
-        index = vector_files.make_index(self.store.index_type, self.store.identity.dim)
-        if modality == "text":
-            rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))).all()
-        else:
-            rows = self.session.execute(select(ImageRow.pk, ImageRow.vector)).all()
-        if rows:
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            vector_files.train_and_add(index, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim), ids)
+        index = vector_files.make_index(self.types[modality], self.store.identity.dim)
+        ids, vectors = self._stored_vectors(modality)
+        if len(ids):
+            vector_files.train_and_add(index, vectors, ids)
         return index
+
+    def _stored_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, vectors) of every ``modality`` vector the session sees, in pk order."""
+        if modality == "text":
+            rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))
+                                        .order_by(Product.pk)).all()
+        else:
+            rows = self.session.execute(select(ImageRow.pk, ImageRow.vector).order_by(ImageRow.pk)).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim)
+
+    def _choose_types(self) -> None:
+        """For an "auto" index: re-choose each modality's FAISS type for its size (budget shared by vector
+        count) and rebuild the ones whose type changed (Flat -> HNSW -> IVF-PQ as the catalog grows)."""
+        if self.store.index_type != AUTO_INDEX_TYPE:
+            return
+        counts = {m: int(self.indexes[m].ntotal) for m in MODALITIES}
+        total = max(1, sum(counts.values()))
+        for modality in MODALITIES:
+            budget = None if self.store.max_memory is None else int(self.store.max_memory * counts[modality] / total)
+            choice = index_types.choose_index_type(counts[modality], self.store.identity.dim, max_memory_bytes=budget)
+            if choice.index_type != self.types[modality]:
+                self.types[modality] = choice.index_type
+                self.indexes[modality] = self._rebuilt(modality)
+                self.tuned[modality] = {}
+
+    def _tune(self, modality: str) -> None:
+        """Tune efSearch / nprobe of an approximate index to recall@10 >= TARGET_RECALL on sampled queries;
+        again whenever the index has doubled since.  Exact indexes record recall 1."""
+        index = self.indexes[modality]
+        n = int(index.ntotal)
+        if vector_files.is_exact(index):
+            self.tuned[modality] = {"recall": 1.0, "tuned_at": n} if n else {}
+            return
+        done = self.tuned[modality].get("tuned_at")
+        if n == 0 or (done and n < 2 * done and "tuning" in self.tuned[modality]):
+            return
+        ids, vectors = self._stored_vectors(modality)
+        rescore = 0 if vector_files.stores_full_vectors(index) else RESCORED_CANDIDATES
+        queries = index_types.sample_queries(vectors, TUNING_QUERIES)
+        result = index_types.tune_search(index, queries, vectors, TARGET_RECALL, ids=ids, rerank=rescore)
+        self.tuned[modality] = {"tuning": {"ef_search": result.tuning.ef_search, "nprobe": result.tuning.nprobe},
+                                "recall": round(result.recall, 4), "tuned_at": n}
 
     def rebuild_all(self) -> CommitInfo:
         """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""

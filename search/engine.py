@@ -267,6 +267,7 @@ class SearchEngine:
             "folder": str(self.store.folder),
             "model": self.store.identity.to_json(),
             "index_type": self.store.index_type,
+            "vector_indexes": {m: self.store.factory(m, commit=self._view.commit) for m in ("text", "image")},
             "counts": self.store.counts(),
             "generation": self._view.generation,
             "filter_fields": ["id", "price", "category", "brand", *sorted(self._view.attribute_fields)],
@@ -335,11 +336,10 @@ class SearchEngine:
         lexical_pks, lexical_raw = self.store.lexical(list(info.words), clauses=clauses, limit=self.config.lexical_candidates)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
-        tuning = vector_files.SearchTuning(ef_search=max(self.config.ef_search, n_candidates), nprobe=self.config.nprobe)
         if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
             pks = allowed[0]  # small allowed set on an approximate index: score all of them exactly
         else:
-            pks = view.ann_candidates(query, n_candidates, allowed, tuning)
+            pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe)
             if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
                 pks = allowed[0]  # the approximate search came up short: top up exactly
         pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)

@@ -23,6 +23,7 @@ class VectorView:
         self.store = store
         self.dim = store.identity.dim
         commit = commit if commit is not None else store.read_commit()
+        self.commit = commit
         self.generation = int(commit.get("generation", 0))
         self.indexes = {m: store.load_vector_index(m, commit=commit) for m in MODALITIES}
         self.attribute_fields = frozenset(store.attribute_fields())
@@ -35,19 +36,27 @@ class VectorView:
         self._grouped_position = position[grouped]
         text_index = self.indexes["text"]
         self._text_ids = np.sort(faiss.vector_to_array(text_index.id_map)) if text_index.ntotal else np.empty(0, np.int64)
-        self.exact = vector_files.is_exact(text_index)
+        self.exact = all(vector_files.is_exact(ix) for ix in self.indexes.values())
+        self.tunings = {m: store.tuning(m, commit=commit) for m in MODALITIES}
         self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
 
     def owners_of(self, image_ids: np.ndarray) -> np.ndarray:
         """Product pk of each image pk (all must exist)."""
         return self._image_owner[np.searchsorted(self._image_pk, image_ids)]
 
-    def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None,
-                       tuning: vector_files.SearchTuning) -> np.ndarray:
+    def tuning(self, modality: str, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> vector_files.SearchTuning:
+        """Search settings for ``k`` hits: the given values, else the ones tuned at commit (efSearch >= k)."""
+        tuned = self.tunings[modality]
+        return vector_files.SearchTuning(ef_search=max(ef_search or tuned.ef_search, k), nprobe=nprobe or tuned.nprobe)
+
+    def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None, *,
+                       ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
         """Union of the top-``n`` text hits and the products of the top-``2n`` image hits."""
         q = query.reshape(1, -1)
-        _, text_ids = vector_files.search(self.indexes["text"], q, n, allowed=None if allowed is None else allowed[0], tuning=tuning)
-        _, image_ids = vector_files.search(self.indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1], tuning=tuning)
+        _, text_ids = vector_files.search(self.indexes["text"], q, n, allowed=None if allowed is None else allowed[0],
+                                          tuning=self.tuning("text", n, ef_search=ef_search, nprobe=nprobe))
+        _, image_ids = vector_files.search(self.indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1],
+                                           tuning=self.tuning("image", 2 * n, ef_search=ef_search, nprobe=nprobe))
         image_ids = image_ids[image_ids >= 0]
         return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
 

@@ -93,7 +93,8 @@ def test_healthz_and_stats(client, web_engine):
     assert client.get("/healthz").json() == {"status": "ok", "products": 24, "model": web_engine.encoder.identity.name}
     stats = client.get("/stats").json()
     assert stats["counts"] == {"products": 24, "images": 36, "texts": 24}
-    assert stats["index_type"] == "Flat" and stats["model"]["dim"] == 32 and "folder" not in stats
+    assert stats["index_type"] == "auto" and stats["vector_indexes"] == {"text": "Flat", "image": "Flat"}
+    assert stats["model"]["dim"] == 32 and "folder" not in stats
     assert stats["facet_fields"] == ["category", "brand", "price", "color"]
     assert {c["value"]: c["count"] for c in stats["catalog"]["category"]} == {"square": 8, "circle": 8, "triangle": 8}
     assert stats["catalog"]["price"] == {"min": 10.0, "max": 33.0} and stats["limits"]["max_upload_bytes"] == CAP

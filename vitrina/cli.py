@@ -5,7 +5,6 @@ Library errors (``VitrinaError``) become one line on stderr and exit status 1.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -14,26 +13,14 @@ from typing import Any
 import click
 
 from indexer.config import DEFAULT_INDEX_TYPE, IndexConfig, ModelConfig, SearchConfig
-from indexer.errors import VitrinaError
 from indexer.fetch import FetchPolicy
+
+from .cli_support import ByteSize, domain_errors
 
 INDEX_OPTION = click.option(
     "--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
     help="Index folder (default: $VITRINA_INDEX).",
 )
-
-
-def domain_errors(func):
-    """Turn library exceptions into a clean one-line error and a non-zero exit."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except VitrinaError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def model_options(func):
@@ -61,7 +48,11 @@ def cli() -> None:
 @model_options
 @click.option("--batch-size", default=IndexConfig().batch_size, show_default=True, type=click.IntRange(min=1), help="Products embedded per batch.")
 @click.option("--index-type", default=DEFAULT_INDEX_TYPE, show_default=True,
-              help="FAISS factory string: Flat (exact), HNSW32, IVF1024,PQ32 (trained on the data)...")
+              help="'auto' (exact Flat while small, HNSW32 while it fits --max-memory, IVF-PQ beyond; re-chosen as "
+                   "the index grows, search settings tuned to recall@10 >= 0.95) or any FAISS factory string: "
+                   "Flat, HNSW32, IVF1024,PQ32np...")
+@click.option("--max-memory", type=ByteSize(), help="Memory budget of the vector indexes for --index-type auto "
+              "(e.g. 2GB, 512MiB) [default: no limit].")
 @click.option("--commit-every", default=IndexConfig().commit_every, show_default=True, type=click.IntRange(min=0),
               help="Make progress durable and searchable every N products (0: only at the end).")
 @click.option("--delete-missing", is_flag=True, help="Remove stored products whose id is no longer in the catalog.")
@@ -72,7 +63,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
-                  batch_size: int, index_type: str, commit_every: int, delete_missing: bool, allow_outside_root: bool,
+                  batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
                   allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
@@ -95,7 +86,7 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
         fetch = FetchPolicy(allow_networks=allow_networks)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-network") from None
-    config = IndexConfig(index_type=index_type, batch_size=batch_size, commit_every=commit_every,
+    config = IndexConfig(index_type=index_type, max_memory=max_memory, batch_size=batch_size, commit_every=commit_every,
                          allow_outside_root=allow_outside_root, fetch=fetch)
     spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
     with tqdm(desc="indexing", unit=" products", file=sys.stderr, disable=as_json or None) as bar:
@@ -245,9 +236,15 @@ def info_command(index_dir: Path, as_json: bool) -> None:
         files = store.commit_info.get("files", {})
         sizes = {name: (index_dir / info["name"]).stat().st_size if (index_dir / info["name"]).exists() else None for name, info in files.items()}
         db = sum(p.stat().st_size for p in index_dir.glob("vitrina.db*"))
+        vectors = {
+            modality: {"type": store.factory(modality), "vectors": info.get("ntotal"), "bytes": sizes.get(modality),
+                       "recall_at_10": info.get("recall"), "tuning": info.get("tuning"), "tuned_at": info.get("tuned_at")}
+            for modality, info in files.items()
+        }
         data = {
             "folder": str(index_dir), "model": store.identity.to_json(), "model_spec": store.model_spec,
-            "index_type": store.index_type, "counts": store.counts(), "generation": store.commit_info.get("generation"),
+            "index_type": store.index_type, "max_memory": store.max_memory, "vector_indexes": vectors,
+            "counts": store.counts(), "generation": store.commit_info.get("generation"),
             "bytes": {"database": db, **{f"{k}_index": v for k, v in sizes.items()}},
             "filter_fields": ["id", "price", "category", "brand", *store.attribute_fields()],
         }
@@ -258,9 +255,28 @@ def info_command(index_dir: Path, as_json: bool) -> None:
     click.echo(f"index      {index_dir}")
     click.echo(f"model      {store.identity.describe()}")
     click.echo(f"products   {counts['products']} ({counts['images']} image vectors, {counts['texts']} text vectors)")
-    click.echo(f"index type {data['index_type']} (generation {data['generation']})")
+    budget = f", memory budget {_size(store.max_memory)}" if store.max_memory else ""
+    click.echo(f"index type {data['index_type']}{budget} (generation {data['generation']})")
+    for modality, info in vectors.items():
+        click.echo(f"  {modality:<8} {_describe_vectors(info)}")
     click.echo("sizes      " + ", ".join(f"{k} {_size(v)}" for k, v in data["bytes"].items()))
     click.echo("filters    " + ", ".join(data["filter_fields"]))
+
+
+def _describe_vectors(info: dict[str, Any]) -> str:
+    """"HNSW32, 120000 vectors, 250.1 MB, efSearch 64: recall@10 0.962 (measured at 120000 vectors)"."""
+    text = f"{info['type']}, {info['vectors']} vectors, {_size(info['bytes'])}"
+    tuning = info.get("tuning") or {}
+    if info["type"].startswith("HNSW") or ",HNSW" in info["type"]:
+        text += f", efSearch {tuning.get('ef_search', 'default')}"
+    elif "IVF" in info["type"]:
+        text += f", nprobe {tuning.get('nprobe', 'default')}"
+    recall = info.get("recall_at_10")
+    if recall == 1.0 and not tuning:
+        return text + ": exact search"
+    if recall is not None:
+        text += f": recall@10 {recall:.3f} against exact search (sampled queries, at {info.get('tuned_at')} vectors)"
+    return text
 
 
 def _size(n: int | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import sys
@@ -12,7 +11,8 @@ from typing import Any
 import click
 
 from indexer.config import ModelConfig
-from indexer.errors import VitrinaError
+
+from .cli_support import domain_errors
 
 _SYSTEM_LABELS = {"text": "text vector", "image": "image vector", "lexical": "lexical (BM25)", "fusion": "weighted sum",
                   "fusion+rerank": "fusion + classifier"}
@@ -21,19 +21,6 @@ _SYSTEM_LABELS = {"text": "text vector", "image": "image vector", "lexical": "le
 def register(cli: click.Group) -> None:
     cli.add_command(train_reranker_command)
     cli.add_command(eval_command)
-
-
-def _errors(func):
-    """Library exceptions become one clean line and exit status 1 (as in ``vitrina.cli``)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except VitrinaError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def _common(func):
@@ -75,7 +62,7 @@ def _open_engine(index_dir: Path, model: str | None, pretrained: str | None):
 @click.option("--id-queries", default=100, show_default=True, type=click.IntRange(min=0), help="Exact-id queries added to training.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads while training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
-@_errors
+@domain_errors
 def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | None, pretrained: str | None, arch: str,
                            objective: str, epochs: int, hidden: int, lr: float, seed: int, val_fraction: float,
                            depth: int | None, unjudged: str, id_queries: int, threads: int, as_json: bool) -> None:
@@ -128,7 +115,7 @@ def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | N
 @click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0), help="Which products the id queries ask for.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), help="Draw recall@k curves per query kind into this PNG.")
-@_errors
+@domain_errors
 def eval_command(index_dir: Path, judgments_file: Path, model: str | None, pretrained: str | None, no_rerank: bool,
                  ks: tuple[int, ...], id_queries: int, seed: int, as_json: bool, plot_file: Path | None) -> None:
     """Evaluate search on judged queries: each system, each query kind, latency per stage.

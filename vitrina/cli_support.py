@@ -1,0 +1,50 @@
+"""Pieces shared by the command modules: domain errors to clean exits, and byte-size options."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import click
+
+from indexer.errors import VitrinaError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def domain_errors(func):
+    """Turn library exceptions (``VitrinaError``) into one clean line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except VitrinaError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: a number with an optional unit (``512MB``, ``2GiB``, ``1.5G``, ``1000000``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MB, 2GB, 1.5GiB)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class ByteSize(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            size = parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r}: the size must be positive", param, ctx)
+        return size
