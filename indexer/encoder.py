@@ -92,6 +92,12 @@ class OpenClipEncoder:
     def dim(self) -> int:
         return self.identity.dim
 
+    @property
+    def image_size(self) -> int:
+        """The shorter side the model's preprocessing resizes photos to (decoders may stop there)."""
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(min(size) if isinstance(size, (tuple, list)) else size)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for ``texts``, one row each, in order."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -11,10 +11,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from .catalog import ProductRecord, RowError, iter_products
@@ -23,7 +25,13 @@ from .encoder import Encoder
 from .errors import ImageError
 from .fetch import fetch_many
 from .images import decode_image, read_file
+from .prefetch import prefetch
+from .stages import StageTimes
 from .store import EmbeddedImage, EmbeddedProduct, IndexStore
+
+
+#: Prepared batches waiting ahead of the model (each holds preprocessed pixels, not full-size photos).
+PREFETCH_DEPTH = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +67,7 @@ class IndexReport:
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     commits: int = 0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (see ``indexer.stages``)
 
     @property
     def rows(self) -> int:
@@ -89,14 +98,20 @@ def build_index(
     model_spec: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     delete_missing: bool = False,
+    stages: StageTimes | None = None,
 ) -> IndexReport:
     """Index every valid product of ``catalog`` into ``folder`` (created if missing).
 
     New products are added, changed ones re-embedded and replaced, unchanged ones skipped.
     Bad rows and bad images are reported in the returned ``IndexReport`` and never stop
     the run; a bad row never removes the stored version of its product.
+
+    Pipelined: a worker thread reads, hashes, decodes and preprocesses the next batches
+    while this thread runs the model on the current one and stores it.  ``stages`` (read
+    it from ``progress``) collects the seconds per stage; the report carries them too.
     """
     started = time.perf_counter()
+    stages = stages if stages is not None else StageTimes()
     report = IndexReport(catalog=str(catalog), index=str(folder))
     seen: set[str] = set()
 
@@ -121,55 +136,88 @@ def build_index(
         with store.writer() as writer:
             stored = store.content_hashes()
             changes = 0
-            for batch in _batches(records, config.batch_size):
-                loaded = _read_batch(batch, config=config)
-                seen.update(record.id for record in batch)
-                todo = []
-                for item in loaded:
-                    if stored.get(item.record.id) == item.content_hash:
-                        report.unchanged += 1
-                    else:
-                        todo.append(item)
-                for product in embed_batch(todo, encoder=encoder, config=config, report=report):
-                    writer.put(product)
-                    if product.record.id in stored:
-                        report.updated += 1
-                    else:
-                        report.indexed += 1
-                    report.images += len(product.images)
-                    changes += 1
-                if config.commit_every and changes >= config.commit_every:
+
+            def prepare(batch: list[ProductRecord]) -> _Prepared:
+                return _prepare_batch(batch, encoder=encoder, config=config, stored=stored, stages=stages)
+
+            with closing(prefetch(_batches(records, config.batch_size), prepare, workers=1, depth=PREFETCH_DEPTH)) as batches:
+                while True:
+                    with stages.time("wait"):
+                        prepared = next(batches, None)
+                    if prepared is None:
+                        break
+                    seen.update(record.id for record in prepared.records)
+                    report.unchanged += prepared.unchanged
+                    products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages)
+                    with stages.time("store"):
+                        for product in products:
+                            writer.put(product)
+                            if product.record.id in stored:
+                                report.updated += 1
+                            else:
+                                report.indexed += 1
+                            report.images += len(product.images)
+                            changes += 1
+                        if config.commit_every and changes >= config.commit_every:
+                            writer.commit()
+                            report.commits += 1
+                            changes = 0
+                    if progress:
+                        progress(len(prepared.records))
+            with stages.time("store"):
+                if delete_missing:
+                    report.deleted = writer.delete(set(stored) - seen)
+                    changes += report.deleted
+                if changes or report.commits == 0 and not store.commit_info.get("files"):
                     writer.commit()
                     report.commits += 1
-                    changes = 0
-                if progress:
-                    progress(len(batch))
-            if delete_missing:
-                report.deleted = writer.delete(set(stored) - seen)
-                changes += report.deleted
-            if changes or report.commits == 0 and not store.commit_info.get("files"):
-                writer.commit()
-                report.commits += 1
     finally:
         store.close()
     report.problems.sort(key=lambda p: p.row)
     report.seconds = round(time.perf_counter() - started, 3)
+    report.stages = stages.to_json()
     return report
 
 
-def embed_batch(
-    batch: list[_Loaded], *, encoder: Encoder, config: IndexConfig, report: IndexReport
-) -> list[EmbeddedProduct]:
-    """Decode images and embed texts and images of one batch; failures go to ``report``."""
-    decoded: list[list[tuple[int, str, Image.Image]]] = []
-    for item in batch:
-        images = []
-        for position, location, data in item.data:
-            try:
-                images.append((position, location, decode_image(data, name=location, limits=config.images)))
-            except ImageError as exc:
-                item.failures.append((location, str(exc).removeprefix(f"{location}: ")))
-        decoded.append(images)
+@dataclass
+class _Prepared:
+    """A batch made ready off the main thread: what changed, read and decoded (images preprocessed
+    into ``pixels`` when the encoder can take them, else left as decoded images)."""
+
+    records: list[ProductRecord]
+    unchanged: int
+    todo: list[_Loaded]
+    decoded: list[list[tuple[int, str]]]  # per todo item: (position, location) of each usable image, in order
+    images: Any  # pixels tensor, a list of PIL images, or None
+
+
+def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: IndexConfig, stored: dict[str, str],
+                   stages: StageTimes) -> _Prepared:
+    with stages.time("read"):
+        loaded = _read_batch(batch, config=config)
+    todo = [item for item in loaded if stored.get(item.record.id) != item.content_hash]
+    with stages.time("decode"):
+        target = getattr(encoder, "image_size", None)
+        decoded: list[list[tuple[int, str]]] = []
+        images: list[Image.Image] = []
+        for item in todo:
+            usable = []
+            for position, location, data in item.data:
+                try:
+                    images.append(decode_image(data, name=location, limits=config.images, min_size=target))
+                    usable.append((position, location))
+                except ImageError as exc:
+                    item.failures.append((location, str(exc).removeprefix(f"{location}: ")))
+            decoded.append(usable)
+        preprocess = getattr(encoder, "preprocess_images", None)
+        pixels: Any = preprocess(images) if images and preprocess is not None else (images or None)
+    return _Prepared(records=batch, unchanged=len(loaded) - len(todo), todo=todo, decoded=decoded, images=pixels)
+
+
+def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport, stages: StageTimes) -> list[EmbeddedProduct]:
+    """Embed the texts and images of a prepared batch; failures go to ``report``."""
+    batch, decoded = prepared.todo, prepared.decoded
+    for item, images in zip(batch, decoded):
         outcome = "indexed without this image" if item.record.text or images else "failed"
         for location, reason in item.failures:
             report.problems.append(Problem(row=item.record.row, product_id=item.record.id, image=location,
@@ -180,19 +228,30 @@ def embed_batch(
         report.problems.append(Problem(row=batch[i].record.row, product_id=batch[i].record.id,
                                        reason="no text and no usable image (any stored version is kept)", outcome="failed"))
     texts = [batch[i].record.text for i in keep if batch[i].record.text]
-    text_vectors = iter(encoder.encode_texts(texts)) if texts else iter(())
-    flat_images = [img for i in keep for (_, _, img) in decoded[i]]
-    image_vectors = iter(encoder.encode_images(flat_images)) if flat_images else iter(())
+    with stages.time("text"):
+        text_vectors = iter(encoder.encode_texts(texts)) if texts else iter(())
+    with stages.time("image"):
+        image_vectors = iter(_encode_prepared_images(encoder, prepared.images))
     out = []
-    for i in keep:
+    for i, images in enumerate(decoded):
+        vectors = [next(image_vectors) for _ in images]  # images of dropped products were decoded too
+        if i not in keep:
+            continue
         record = batch[i].record
         text_vector = next(text_vectors) if record.text else None
-        images = tuple(
-            EmbeddedImage(position=position, location=location, vector=next(image_vectors))
-            for position, location, _ in decoded[i]
-        )
-        out.append(EmbeddedProduct(record=record, text_vector=text_vector, images=images, content_hash=batch[i].content_hash))
+        embedded = tuple(EmbeddedImage(position=position, location=location, vector=vector)
+                         for (position, location), vector in zip(images, vectors))
+        out.append(EmbeddedProduct(record=record, text_vector=text_vector, images=embedded, content_hash=batch[i].content_hash))
     return out
+
+
+def _encode_prepared_images(encoder: Encoder, images: Any) -> np.ndarray:
+    if images is None:
+        return np.empty((0, encoder.dim), dtype=np.float32)
+    if isinstance(images, list):
+        return encoder.encode_images(images)
+    size = getattr(encoder, "batch_size", len(images)) or len(images)
+    return np.concatenate([encoder.encode_pixels(images[i:i + size]) for i in range(0, len(images), size)])
 
 
 def _read_batch(batch: list[ProductRecord], *, config: IndexConfig) -> list[_Loaded]:

@@ -42,14 +42,14 @@ def plant(point: str, n: int) -> None:
 
         writer.IndexWriter.commit = commit
     elif point == "encoding":
-        original_encode = encoder.OpenClipEncoder.encode_images
+        original_encode = encoder.OpenClipEncoder.encode_pixels
 
-        def encode_images(self, images):
+        def encode_pixels(self, pixels):
             if hit():
                 die()
-            return original_encode(self, images)
+            return original_encode(self, pixels)
 
-        encoder.OpenClipEncoder.encode_images = encode_images
+        encoder.OpenClipEncoder.encode_pixels = encode_pixels
     elif point == "faiss-write":
         original_write = faiss.write_index
 

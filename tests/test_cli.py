@@ -21,11 +21,15 @@ def build_cli_index(tmp_path, catalog, tiny_model_dir):
     runner = CliRunner()
     folder = tmp_path / "cli-index"
     result = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir),
-                                 "--batch-size", "5", "--report", str(tmp_path / "report.json")])
+                                 "--batch-size", "5", "--report", str(tmp_path / "report.json"), "--profile"])
     assert result.exit_code == 0, result.output
     assert "24 indexed, 0 updated, 0 unchanged, 0 skipped, 0 failed of 24 rows (36 images embedded)" in result.output
+    profile = {line.split()[0]: line.split() for line in result.output.splitlines() if line.split()}
+    assert profile["decode"][1] == "worker" and profile["image"][1] == "main" and "images/s," in profile["wall"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["indexed"] == 24 and report["rows"] == 24
+    assert set(report["stages"]) >= {"read", "decode", "text", "image", "store", "wait", "wall"}
+    assert all(v >= 0 for v in report["stages"].values()) and report["stages"]["wall"] > 0
     return folder
 
 

@@ -68,3 +68,22 @@ def test_cmyk_jpeg_including_adobe_inverted_comes_out_right():
         assert "adobe" in raw.info
     r, g, b = decode_image(data, name="cmyk").getpixel((4, 4))
     assert r < 20 and g > 235 and b > 235
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_that_still_covers_the_model_input(tiny_encoder):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)  # smooth-ish content, like a product photo
+    photo = Image.fromarray(base).resize((1600, 1200), Image.BICUBIC)
+    data = encoded(photo, "JPEG", quality=92)
+    full = decode_image(data, name="p.jpg")
+    small = decode_image(data, name="p.jpg", min_size=64)
+    assert full.size == (1600, 1200) and small.size == (200, 150)  # 1/8 scale: shorter side 150 >= 64
+    assert decode_image(data, name="p.jpg", min_size=224).size == (400, 300)  # 1/4: 150 would be < 224
+    png = encoded(photo, "PNG")
+    assert decode_image(png, name="p.png", min_size=64).size == (1600, 1200)  # only JPEG has DCT scaling
+    a, b = tiny_encoder.preprocess_images([full]), tiny_encoder.preprocess_images([small])
+    assert float((a - b).abs().mean()) < 0.05
+    va, vb = tiny_encoder.encode_pixels(a)[0], tiny_encoder.encode_pixels(b)[0]
+    assert float(va @ vb) > 0.99

@@ -61,10 +61,11 @@ def cli() -> None:
               help="Let image URLs reach this otherwise refused network (e.g. an intranet image server 10.1.0.0/16); repeatable.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
+@click.option("--profile", is_flag=True, help="Print the time spent per stage (read, decode, text, image, store) at the end.")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
                   batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
-                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool) -> None:
+                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
     Incremental: new products are added, changed ones (text or image bytes) re-embedded,
@@ -79,6 +80,7 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
 
     from indexer.encoder import load_encoder
     from indexer.pipeline import build_index
+    from indexer.stages import StageTimes
 
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads)
     encoder = load_encoder(model_config, batch_size=batch_size)
@@ -89,9 +91,17 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
     config = IndexConfig(index_type=index_type, max_memory=max_memory, batch_size=batch_size, commit_every=commit_every,
                          allow_outside_root=allow_outside_root, fetch=fetch)
     spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
+    stages = StageTimes()
+
     with tqdm(desc="indexing", unit=" products", file=sys.stderr, disable=as_json or None) as bar:
-        report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=bar.update,
-                             delete_missing=delete_missing)
+        def progress(n: int) -> None:
+            slowest = stages.bottleneck()
+            if slowest:
+                bar.set_postfix_str(f"bottleneck: {slowest}", refresh=False)
+            bar.update(n)
+
+        report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=progress,
+                             delete_missing=delete_missing, stages=stages)
     data = report.to_json()
     if report_file:
         report_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -103,10 +113,27 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
         f"{report.failed} failed of {report.rows} rows ({report.images} images embedded); {report.deleted} deleted; "
         f"{report.seconds:.1f}s -> {index_dir}"
     )
+    if profile:
+        click.echo(format_stages(report.stages, products=report.indexed + report.updated, images=report.images))
     for problem in report.problems[:20]:
         click.echo(f"  {problem}", err=True)
     if len(report.problems) > 20:
         click.echo(f"  ... and {len(report.problems) - 20} more (see --report FILE)", err=True)
+
+
+def format_stages(seconds: dict[str, float], *, products: int, images: int) -> str:
+    """The ``--profile`` table: seconds and share of the wall time per stage, and which stage limits the run."""
+    from indexer.stages import MAIN_STAGES, WORKER_STAGES
+
+    wall = seconds.get("wall") or sum(seconds.values()) or 1.0
+    lines = [f"{'stage':<8} {'thread':<7} {'seconds':>8} {'of wall':>8}"]
+    for stage in (*WORKER_STAGES, *MAIN_STAGES, "wait"):
+        where = "worker" if stage in WORKER_STAGES else "main"
+        lines.append(f"{stage:<8} {where:<7} {seconds.get(stage, 0.0):>8.2f} {seconds.get(stage, 0.0) / wall:>8.0%}")
+    rate = f"{images / wall:.1f} images/s, {products / wall:.1f} products/s" if wall else ""
+    lines.append(f"{'wall':<8} {'':<7} {wall:>8.2f}   {rate}")
+    lines.append("(read and decode run in a worker thread, overlapped with the model; 'wait' is the model idling for them)")
+    return "\n".join(lines)
 
 
 def parse_term(text: str) -> tuple[Any, float]:
