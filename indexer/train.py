@@ -25,8 +25,8 @@ from .encoder import CONFIG_FILE
 from .errors import CatalogError, ModelError
 from .model_folder import WEIGHTS_FILE, save_model_folder
 from .train_data import (
-    TEXT_VARIANT_WEIGHTS, Augmentation, SkipCounts, TrainData, augment, load_train_data, read_products,
-    training_text, uint8_transform,
+    TEXT_VARIANT_WEIGHTS, Augmentation, SkipCounts, TrainData, attribute_vocab, augment, load_train_data,
+    read_products, training_text, uint8_transform,
 )
 
 #: ``TrainConfig(model="tiny")``: the small from-scratch architecture in ``model_configs/vitrina-tiny.json``.
@@ -46,17 +46,18 @@ class TrainConfig:
 
     model: str = TINY_MODEL  # "tiny" or an open_clip architecture name (ignored when ``init`` is a model folder)
     init: str | None = None  # None: from scratch; a pretrained tag, a checkpoint file or a model folder
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 128
     lr: float | None = None  # None: 1e-3 from scratch, 1e-5 when fine-tuning
     weight_decay: float = 0.1
     warmup: float = 0.05  # fraction of all steps with a linear warm-up
     seed: int = 0
-    val_fraction: float = 0.1  # products held out for the per-epoch validation
+    val_fraction: float = 0.05  # products held out for the per-epoch validation
     threads: int | None = None  # torch threads; None leaves torch's default
     augment: bool = True  # photo augmentation and text variants
     image_pairs: float = 1.0  # weight of the photo-photo loss (two photos of one product); 0 = image-text only
     hard_groups: int = 16  # batches mix groups of this many look-alike products (after epoch 1); 0 = random
+    attribute_loss: float = 3.0  # weight of classifying photos and texts against attribute names; 0 = off
     max_products: int | None = None
     half: bool = True  # store fp16 weights
 
@@ -68,6 +69,8 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 2 (contrastive pairs need negatives), got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr}")
+        if self.attribute_loss < 0:
+            problems.append(f"attribute_loss must be >= 0, got {self.attribute_loss}")
         if self.hard_groups < 0:
             problems.append(f"hard_groups must be >= 0, got {self.hard_groups}")
         if self.image_pairs < 0:
@@ -238,6 +241,7 @@ class _Loop:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.aug = Augmentation()
         self.variant_weights = torch.tensor(TEXT_VARIANT_WEIGHTS)
+        self.vocab = attribute_vocab(data.products) if config.attribute_loss > 0 else None
         decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n, p)]
         rest = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n, p)]
         self.optimizer = torch.optim.AdamW(
@@ -321,6 +325,10 @@ class _Loop:
             loss = loss + config.image_pairs * self.loss_fn(a, b, scale)
         else:
             loss = self.loss_fn(image_features, text_features, scale)
+        if self.vocab is not None:
+            indexed_text = torch.tensor(variants) == 0
+            loss = loss + config.attribute_loss * self._attribute_loss(
+                batch, image_features[: len(batch)], text_features, indexed_text, scale)
         self._remember(positions, image_features[: len(batch)])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -328,6 +336,26 @@ class _Loop:
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
         return float(loss.detach())
+
+    def _attribute_loss(self, batch: list[int], images: Any, texts: Any, indexed_text: Any, scale: Any) -> Any:
+        """Cross-entropy of photos (and indexed texts) against the embedded names of each attribute's values."""
+        import torch.nn.functional as F
+
+        vocab = self.vocab
+        names = self.model.encode_text(self.tokenizer(vocab.texts), normalize=True)
+        labels = vocab.labels[self.torch.tensor(batch)]
+        terms, offset = [], 0
+        for col, values in enumerate(vocab.values):
+            weights = names[offset:offset + len(values)]
+            offset += len(values)
+            target = labels[:, col]
+            known = target >= 0
+            if bool(known.any()):
+                terms.append(F.cross_entropy(scale * images[known] @ weights.T, target[known]))
+            known_text = known & indexed_text
+            if bool(known_text.any()):
+                terms.append(F.cross_entropy(scale * texts[known_text] @ weights.T, target[known_text]))
+        return sum(terms) / max(1, len(terms))
 
     def validate(self, val_idx: list[int]) -> dict[str, float | None]:
         """Retrieval among held-out products: text → first photo (R@1, R@10), second photo → first (R@10)."""

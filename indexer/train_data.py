@@ -20,10 +20,12 @@ from .catalog import ProductRecord, RowError, iter_products
 from .errors import CatalogError, ImageError
 from .images import load_image
 
-#: Attribute fields spoken in an attribute phrase, in the order people say them ("red striped cotton t-shirt").
-PHRASE_FIELDS = ("color", "colour", "pattern", "material", "category")
+#: Attribute fields, in the order people say them ("red striped cotton t-shirt"), with the column names read.
+ATTRIBUTE_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("color", ("color", "colour")), ("pattern", ("pattern",)), ("material", ("material",)), ("category", ("category",)),
+)
 #: How often each text variant is drawn: indexed text, title, description, attribute phrase.
-TEXT_VARIANT_WEIGHTS = (0.4, 0.2, 0.1, 0.3)
+TEXT_VARIANT_WEIGHTS = (0.35, 0.15, 0.1, 0.4)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +36,12 @@ class TrainProduct:
     text: str
     title: str
     description: str
-    phrase_words: tuple[str, ...]
+    attributes: tuple[tuple[str, str], ...]  # (field, value) pairs of ATTRIBUTE_FIELDS, in speaking order
     image_rows: tuple[int, ...]
+
+    @property
+    def phrase_words(self) -> tuple[str, ...]:
+        return tuple(value for _, value in self.attributes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +119,7 @@ def load_train_data(
             continue
         products.append(TrainProduct(
             id=record.id, text=record.text, title=record.title, description=record.description,
-            phrase_words=phrase_words(record), image_rows=tuple(rows),
+            attributes=product_attributes(record), image_rows=tuple(rows),
         ))
     if not products:
         raise CatalogError(
@@ -126,15 +132,50 @@ def load_train_data(
     return TrainData(products=tuple(products), pixels=torch.stack(tensors), skipped=counts)
 
 
-def phrase_words(record: ProductRecord) -> tuple[str, ...]:
-    """The attribute values a shopper would type, in speaking order; empty when the catalog has none."""
+def product_attributes(record: ProductRecord) -> tuple[tuple[str, str], ...]:
+    """The (field, value) attribute pairs a shopper would type, in speaking order; empty when the catalog has none."""
     values = {**{k.lower(): v for k, v in record.attributes.items()}, "category": record.category}
-    words = []
-    for name in PHRASE_FIELDS:
-        value = values.get(name)
-        if isinstance(value, str) and value.strip() and value.strip() not in words:
-            words.append(value.strip())
-    return tuple(words)
+    pairs = []
+    for name, columns in ATTRIBUTE_FIELDS:
+        value = next((values[c] for c in columns if isinstance(values.get(c), str) and values[c].strip()), None)
+        if value is not None and value.strip().lower() not in [v for _, v in pairs]:
+            pairs.append((name, value.strip().lower()))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributeVocab:
+    """The values of each attribute field, and each product's value index (-1 where it has none)."""
+
+    fields: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]
+    labels: Any  # int64 tensor (n_products, n_fields)
+
+    @property
+    def texts(self) -> list[str]:
+        return [value for values in self.values for value in values]
+
+
+def attribute_vocab(products: tuple[TrainProduct, ...] | list[TrainProduct]) -> AttributeVocab | None:
+    """Fields with at least two values among ``products``; None when there are none (no attributes to learn)."""
+    import torch
+
+    found: dict[str, set[str]] = {}
+    for product in products:
+        for name, value in product.attributes:
+            found.setdefault(name, set()).add(value)
+    fields = tuple(name for name, _ in ATTRIBUTE_FIELDS if len(found.get(name, ())) >= 2)
+    if not fields:
+        return None
+    values = tuple(tuple(sorted(found[name])) for name in fields)
+    index = [{value: i for i, value in enumerate(vals)} for vals in values]
+    labels = torch.full((len(products), len(fields)), -1, dtype=torch.long)
+    for row, product in enumerate(products):
+        given = dict(product.attributes)
+        for col, name in enumerate(fields):
+            if name in given:
+                labels[row, col] = index[col][given[name]]
+    return AttributeVocab(fields=fields, values=values, labels=labels)
 
 
 def training_text(product: TrainProduct, variant: int, coins: list[float]) -> str:

@@ -162,3 +162,30 @@ def test_hard_batches_group_look_alikes():
     assert sorted(order) == list(range(12))
     for start in range(0, 12, 4):
         assert len({cluster[i] for i in order[start:start + 4]}) == 1
+
+
+def test_attribute_vocab_lists_each_fields_values_and_labels_products():
+    from indexer.train_data import TrainProduct, attribute_vocab
+
+    def product(pid, **attrs):
+        return TrainProduct(id=pid, text=pid, title=pid, description="", image_rows=(0,),
+                            attributes=tuple((k, v) for k, v in attrs.items()))
+
+    products = [product("a", color="red", category="mug"), product("b", color="blue", category="mug"),
+                product("c", color="red", pattern="striped", category="lamp"), product("d", category="lamp")]
+    vocab = attribute_vocab(products)
+    assert vocab.fields == ("color", "category")  # one pattern value only: nothing to tell apart
+    assert vocab.values == (("blue", "red"), ("lamp", "mug"))
+    assert vocab.texts == ["blue", "red", "lamp", "mug"]
+    assert vocab.labels.tolist() == [[1, 1], [0, 1], [1, 0], [-1, 0]]
+    assert attribute_vocab([product("x"), product("y")]) is None
+
+
+def test_attribute_loss_is_a_recorded_setting(small_catalog, tmp_path):
+    with pytest.raises(ValueError, match="attribute_loss"):
+        TrainConfig(attribute_loss=-1)
+    off = train_model(small_catalog, tmp_path / "off", config=TrainConfig(epochs=1, seed=1, attribute_loss=0, **FAST))
+    on = train_model(small_catalog, tmp_path / "on", config=TrainConfig(epochs=1, seed=1, attribute_loss=3.0, **FAST))
+    assert on.metrics[0].loss > off.metrics[0].loss  # the same contrastive terms plus the attribute terms
+    card = json.loads((tmp_path / "on" / CARD_JSON).read_text())
+    assert card["config"]["attribute_loss"] == 3.0

@@ -75,7 +75,7 @@ def measure_demo_quality(model: str | Path | None, workdir: Path, *, products: i
     started = time.perf_counter()
     encoder = load_encoder(ModelConfig(name=str(model) if model else None))
     load_seconds = time.perf_counter() - started
-    index = workdir / f"index-{products}-{seed}"
+    index = workdir / f"index-{products}-{seed}-{encoder.identity.fingerprint[:12]}"  # one per model
     build_index(catalog, index, encoder=encoder, config=IndexConfig(commit_every=0))
     rows = [json.loads(line) for line in catalog.read_text().splitlines() if line.strip()]
     with SearchEngine(IndexStore.open(index), encoder) as engine:

@@ -34,6 +34,10 @@ def _defaults():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed: same seed and threads, same weights.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Products held out for per-epoch validation recall.")
 @click.option("--image-pairs", type=click.FloatRange(min=0), help="Weight of the photo-to-photo loss (0: image-text only).")
+@click.option("--attribute-loss", type=click.FloatRange(min=0),
+              help="Weight of classifying photos and texts against the catalog's attribute names (0: off).")
+@click.option("--hard-groups", type=click.IntRange(min=0),
+              help="Mix batches from groups of this many look-alike products after epoch 1 (0: random batches).")
 @click.option("--max-products", type=click.IntRange(min=2), help="Train on the first N products only.")
 @click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads.")
 @click.option("--augment/--no-augment", default=None, help="Photo augmentation and text variants [default: on].")
@@ -49,8 +53,8 @@ def train_command(catalog: Path, out_dir: Path, model: str, init: str | None, **
 
     Example (the bundled demo model):
 
-        vitrina demo-catalog --out demo-train --products 1500 --seed 1
-        vitrina train --catalog demo-train/catalog.jsonl --out data/demo-model --seed 0
+        vitrina demo-catalog --out demo-train --products 2000 --seed 7
+        vitrina train --catalog demo-train/catalog.jsonl --out data/demo-model --seed 0 --threads 2
     """
     from indexer.train import TrainConfig, train_model, tqdm_progress
 
