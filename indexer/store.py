@@ -88,6 +88,10 @@ def _make_engine(folder: Path, *, readonly: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache per connection (default 2 MiB)
+        cursor.execute("PRAGMA mmap_size=268435456")  # read pages through a 256 MiB memory map
+        # per-connection view of the FTS5 vocabulary (document count of each word), made before query_only
+        cursor.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.products_fts_words USING fts5vocab(main, products_fts, 'row')")
         if readonly:
             cursor.execute("PRAGMA query_only=ON")
         else:
@@ -110,6 +114,10 @@ def blobs_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
         return np.empty((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
+
+_BM25 = f"-bm25(products_fts, {', '.join(repr(w) for w in FTS_WEIGHTS)})"
+_LEXICAL_SQL = (f"SELECT rowid, {_BM25} AS score FROM products_fts WHERE products_fts MATCH ? "
+                "ORDER BY score DESC, rowid LIMIT ?")
 
 #: What an "auto" index starts as (exact search), before its first commit re-chooses by size.
 FIRST_AUTO_TYPE = "Flat"
@@ -225,8 +233,9 @@ class IndexStore:
 
     def read_commit(self) -> dict[str, Any]:
         """The live commit as the current snapshot (or a fresh read) sees it."""
-        with self._connect() as conn:
-            return conn.execute(select(IndexMeta.value).where(IndexMeta.key == "commit")).scalar_one()
+        with self._connect() as conn:  # plain SQL: read at the start of every search
+            value = conn.exec_driver_sql("SELECT value FROM index_meta WHERE key = 'commit'").scalar_one()
+        return json.loads(value) if isinstance(value, str) else value
 
     def refresh(self) -> bool:
         """Re-read the live commit; True when another writer committed since."""
@@ -330,15 +339,27 @@ class IndexStore:
         if not words:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-        fts = table("products_fts", column("rowid"))
-        score = (-func.bm25(literal_column("products_fts"), *(literal_column(repr(w)) for w in FTS_WEIGHTS))).label("score")
-        statement = select(fts.c.rowid, score).where(literal_column("products_fts").op("MATCH")(match))
         if clauses:
-            statement = statement.where(fts.c.rowid.in_(select(Product.pk).where(*clauses)))
-        statement = statement.order_by(score.desc(), fts.c.rowid).limit(int(limit))
-        with self._connect() as conn:
-            rows = conn.execute(statement).all()
+            fts = table("products_fts", column("rowid"))
+            score = (-func.bm25(literal_column("products_fts"), *(literal_column(repr(w)) for w in FTS_WEIGHTS))).label("score")
+            statement = (select(fts.c.rowid, score).where(literal_column("products_fts").op("MATCH")(match))
+                         .where(fts.c.rowid.in_(select(Product.pk).where(*clauses)))
+                         .order_by(score.desc(), fts.c.rowid).limit(int(limit)))
+            with self._connect() as conn:
+                rows = conn.execute(statement).all()
+        else:  # the common case, on every text search: plain SQL
+            with self._connect() as conn:
+                rows = conn.exec_driver_sql(_LEXICAL_SQL, (match, int(limit))).all()
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
+
+    def word_counts(self, words: Sequence[str]) -> dict[str, int]:
+        """How many products each of ``words`` occurs in (words in no product are left out)."""
+        if not words:
+            return {}
+        marks = ",".join("?" * len(words))
+        with self._connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT term, doc FROM temp.products_fts_words WHERE term IN ({marks})", tuple(words)).all()
+        return {term: int(doc) for term, doc in rows}
 
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image pk, product pk, position) of every stored image."""
@@ -376,17 +397,21 @@ class IndexStore:
         }
 
     def products(self, product_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Metadata of ``product_pks`` as plain dicts, keyed by pk."""
+        """Metadata of ``product_pks`` as plain dicts, keyed by pk.
+
+        On the query path for every search: plain SQL with positional parameters (no statement to build).
+        """
+        pks = [int(pk) for pk in product_pks]
+        if not pks:
+            return {}
+        marks = ",".join("?" * len(pks))
         with self._connect() as conn:
-            rows = conn.execute(
-                select(
-                    Product.pk, Product.id, Product.title, Product.description, Product.price,
-                    Product.category, Product.brand, Product.attributes,
-                ).where(Product.pk.in_(list(product_pks)))
-            ).all()
-            images = conn.execute(
-                select(ImageRow.product_pk, ImageRow.location).where(ImageRow.product_pk.in_(list(product_pks))).order_by(ImageRow.product_pk, ImageRow.position)
-            ).all()
+            rows = conn.exec_driver_sql(
+                "SELECT pk, id, title, description, price, category, brand, attributes FROM products "
+                f"WHERE pk IN ({marks})", tuple(pks)).all()
+            images = conn.exec_driver_sql(
+                f"SELECT product_pk, location FROM images WHERE product_pk IN ({marks}) ORDER BY product_pk, position",
+                tuple(pks)).all()
         locations: dict[int, list[str]] = {}
         for owner, location in images:
             locations.setdefault(owner, []).append(location)

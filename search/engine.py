@@ -333,7 +333,12 @@ class SearchEngine:
             if len(allowed[0]) == 0:
                 timings["sqlite"] = _ms(t)
                 return _no_candidates(info)
-        lexical_pks, lexical_raw = self.store.lexical(list(info.words), clauses=clauses, limit=self.config.lexical_candidates)
+        words = list(info.words)
+        limit = self.config.lexical_max_docs
+        if words and limit is not None and view.indexes["text"].ntotal > limit:
+            counts = self.store.word_counts(words)
+            words = [w for w in words if counts.get(w, 0) <= limit]
+        lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
         if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):

@@ -65,14 +65,14 @@ class VectorView:
         if not self._reconstruct:
             return self.store.vectors_of(product_pks.tolist())
         n = len(product_pks)
-        has_text = np.isin(product_pks, self._text_ids)
+        has_text = _member(product_pks, self._text_ids)
         text = np.zeros((n, self.dim), dtype=np.float32)
         if has_text.any():
             text[has_text] = self.indexes["text"].reconstruct_batch(product_pks[has_text])
         left = np.searchsorted(self._grouped_product, product_pks, side="left")
         right = np.searchsorted(self._grouped_product, product_pks, side="right")
         counts = right - left
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(left, right)]) if counts.sum() else np.empty(0, np.int64)
+        rows = _ranges(left, counts)
         image_ids = self._grouped_image[rows]
         images = self.indexes["image"].reconstruct_batch(image_ids) if len(image_ids) else np.empty((0, self.dim), np.float32)
         return {
@@ -82,3 +82,20 @@ class VectorView:
             "image_owner": np.repeat(np.arange(n), counts),
             "image_position": self._grouped_position[rows],
         }
+
+
+def _member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_ids)`` for an already sorted ``sorted_ids`` (binary search, no sort)."""
+    if not len(sorted_ids):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    return sorted_ids[at] == values
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    first = np.cumsum(counts) - counts  # where each range begins in the output
+    return (np.repeat(starts - first, counts) + np.arange(total)).astype(np.int64)

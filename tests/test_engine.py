@@ -153,3 +153,16 @@ def test_reader_picks_up_a_new_commit(engine, tmp_path, tiny_encoder):
     assert engine.search(terms=[{"product": "P000"}], k=30).hits[-1]
     build_index(extra, engine.store.folder, encoder=tiny_encoder)
     assert "NEW" in [h.product_id for h in engine.search("brand new purple gadget", k=30)]
+
+
+def test_words_in_too_many_products_stay_out_of_the_bm25_query(built_index, tiny_encoder):
+    with IndexStore.open(built_index) as store:
+        assert store.word_counts(["widget", "red", "nowhere"]) == {"widget": 24, "red": 6}
+    config = SearchConfig(lexical_max_docs=10)  # "widget" is in all 24 products, "red" in 6
+    with SearchEngine.open(built_index, encoder=tiny_encoder, config=config, rerank=False) as engine:
+        hits = engine.search("red widget", k=24).hits
+        matched = {h.product_id for h in hits if h.scores["lexical"] is not None}
+        assert len(matched) == 6 and all(h.product["attributes"]["color"] == "red" for h in hits if h.product_id in matched)
+    with SearchEngine.open(built_index, encoder=tiny_encoder, rerank=False) as engine:  # default limit: 2000
+        hits = engine.search("red widget", k=24).hits
+        assert sum(h.scores["lexical"] is not None for h in hits) == 24
