@@ -1,12 +1,13 @@
 """Indexing throughput: the model's forward passes alone vs ``build_index`` end to end.
 
-    python -m bench indexing --images 64 --model ViT-B-32 --model vitrina-tiny
+    python -m bench indexing --images 64 --model ViT-B-32 --model data/demo-model [--jpeg-only]
 
 A catalog of real files is made once (``bench/results/cache/catalog-N``): photos of 800-2000 px,
-half JPEG and half PNG, drawn with PIL (gradient, shapes, a little noise), one per product.  Per model
-(random weights; a model folder path works too), in one run:
+half JPEG and half PNG (all JPEG with ``--jpeg-only``), drawn with PIL (gradient, shapes, a little
+noise), one per product.  Per model (random weights; a model folder path works too), in one run:
 
-* ``encoder_only``: ``encode_pixels`` on pre-decoded, preprocessed tensors, same batch size;
+* ``encoder_only``: ``encode_pixels`` on pre-decoded, preprocessed tensors, same batch size
+  (``encoder_with_texts``: plus the forward passes of the products' texts);
 * ``decode``: read + decode + preprocess alone (what the model waits for), and with JPEG draft mode;
 * ``end_to_end``: ``indexer.pipeline.build_index`` into a fresh folder (texts, SQLite, FAISS included);
 * ``prefetched``: read + decode + preprocess in ``indexer.prefetch`` threads overlapping ``encode_pixels``.
@@ -29,8 +30,9 @@ COLOURS = [(200, 40, 40), (40, 90, 200), (30, 150, 70), (230, 200, 50), (30, 30,
 KINDS = ["shirt", "mug", "lamp", "bag", "shoe", "chair"]
 
 
-def make_catalog(folder: Path, n: int, *, seed: int = 0) -> Path:
-    """``folder/catalog.jsonl`` with ``n`` products and one 800-2000 px photo each (JPEG and PNG alternate)."""
+def make_catalog(folder: Path, n: int, *, seed: int = 0, png: bool = True) -> Path:
+    """``folder/catalog.jsonl`` with ``n`` products and one 800-2000 px photo each (JPEG and PNG alternate;
+    all JPEG without ``png``)."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
@@ -54,8 +56,9 @@ def make_catalog(folder: Path, n: int, *, seed: int = 0) -> Path:
             box = (x0, y0, min(w, x0 + rng.randint(80, w // 2)), min(h, y0 + rng.randint(80, h // 2)))
             (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=rng.choice(COLOURS))
         image = image.filter(ImageFilter.GaussianBlur(1))
-        name = f"images/p{i:04d}.{'jpg' if i % 2 == 0 else 'png'}"
-        image.save(folder / name, quality=90) if i % 2 == 0 else image.save(folder / name, compress_level=6)
+        jpeg = i % 2 == 0 or not png
+        name = f"images/p{i:04d}.{'jpg' if jpeg else 'png'}"
+        image.save(folder / name, quality=90) if jpeg else image.save(folder / name, compress_level=6)
         kind = KINDS[i % len(KINDS)]
         rows.append({"id": f"P{i:05d}", "title": f"{kind} number {i}", "description": f"a synthetic {kind} photo, {w}x{h}",
                      "images": [name], "price": 10 + i, "category": kind, "brand": f"Brand{i % 5}"})
@@ -87,6 +90,14 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
     decode_s = time.perf_counter() - started
     size = encoder.model.visual.image_size
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    from indexer.catalog import iter_products
+
+    texts = [record.text for record in iter_products(catalog)]
+    encoder.encode_texts(texts[:2])  # warm-up
+    started = time.perf_counter()
+    encoder.encode_texts(texts)
+    text_s = time.perf_counter() - started
+
     started = time.perf_counter()
     for batch in batches:  # JPEG draft: the decoder itself scales by 1/2..1/8 towards the model's size (PNG unaffected)
         encoder.preprocess_images([_draft_decode(p, size) for p in batch])
@@ -111,12 +122,14 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
     out = {
         "model": name, "images": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
         "encoder_only_img_s": round(n / encoder_s, 2),
+        "encoder_with_texts_img_s": round(n / (encoder_s + text_s), 2),  # the product texts' forward passes too
         "decode_preprocess_img_s": round(n / decode_s, 2),
         "decode_jpeg_draft_img_s": round(n / draft_s, 2),
         "end_to_end_img_s": round(e2e_images / e2e_s, 2),
         "prefetched_img_s": round(n / prefetched_s, 2),
     }
     out["ratio_end_to_end_vs_encoder"] = round(out["end_to_end_img_s"] / out["encoder_only_img_s"], 2)
+    out["ratio_end_to_end_vs_encoder_with_texts"] = round(out["end_to_end_img_s"] / out["encoder_with_texts_img_s"], 2)
     out["ratio_prefetched_vs_encoder"] = round(out["prefetched_img_s"] / out["encoder_only_img_s"], 2)
     return out
 
@@ -131,11 +144,13 @@ def _draft_decode(path: Path, size: tuple[int, int]):
 
 def main(args) -> dict[str, Any]:
     common.quiet_open_clip()
-    catalog = make_catalog(common.CACHE / f"catalog-{args.images}", args.images)
+    name = f"catalog-{args.images}" + ("-jpeg" if args.jpeg_only else "")
+    catalog = make_catalog(common.CACHE / name, args.images, png=not args.jpeg_only)
     rows = [run_model(name, catalog, batch_size=args.batch_size, threads=args.threads, workers=args.workers)
             for name in args.model or ["ViT-B-32", "vitrina-tiny"]]
     print(common.table(rows, ["model", "images", "encoder_only_img_s", "decode_preprocess_img_s", "decode_jpeg_draft_img_s",
-                              "end_to_end_img_s", "prefetched_img_s", "ratio_end_to_end_vs_encoder", "ratio_prefetched_vs_encoder"]))
+                              "end_to_end_img_s", "prefetched_img_s", "ratio_end_to_end_vs_encoder",
+                              "ratio_end_to_end_vs_encoder_with_texts", "ratio_prefetched_vs_encoder"]))
     path = common.write_results("indexing", {"rows": rows, "catalog": str(catalog)})
     print(f"wrote {path}")
     return {"rows": rows}
@@ -147,4 +162,5 @@ def configure(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--workers", type=int, default=1, help="prefetch threads")
+    parser.add_argument("--jpeg-only", action="store_true", help="all photos JPEG (the default mixes JPEG and PNG 1:1)")
     parser.set_defaults(run=main)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 from .fetch import FetchPolicy
 
-#: FAISS factory string used when none is given: exact inner-product search.
 #: "auto": Flat while small, HNSW while it fits ``max_memory``, IVF-PQ beyond (re-chosen as the index grows).
 AUTO_INDEX_TYPE = "auto"
 DEFAULT_INDEX_TYPE = AUTO_INDEX_TYPE
+#: Runtimes that can run a model's image tower.
+RUNTIMES = ("torch", "onnx")
 #: Fraction of a product's fused score that comes from its photos (the rest from its text).
 DEFAULT_IMAGE_SHARE = 0.5
 
@@ -33,6 +34,14 @@ class ModelConfig:
     device: str = "cpu"
     #: torch intra-op threads; ``None`` leaves torch's default.
     threads: int | None = None
+    #: What runs the image tower: "torch" (eager), or "onnx" (ONNX Runtime, exported once and cached in
+    #: ``onnx_cache``; falls back to torch with a logged warning when onnxruntime is not installed).
+    runtime: str = "torch"
+    onnx_cache: str | None = None  # None: ~/.cache/vitrina/onnx
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -77,6 +77,8 @@ class Encoder(Protocol):
 class OpenClipEncoder:
     """An open_clip model with its own preprocessing and tokenizer, in eval mode."""
 
+    runtime = "torch"  # what runs the image tower (``indexer.onnx_runtime`` has the other)
+
     def __init__(self, model: Any, preprocess: Any, tokenizer: Any, identity: ModelIdentity, *, batch_size: int = 32):
         import torch
 
@@ -213,7 +215,12 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
         fingerprint=weights_fingerprint(model),
         dim=_embed_dim(model),
     )
-    return OpenClipEncoder(model, preprocess, tokenizer, identity, batch_size=batch_size)
+    encoder = OpenClipEncoder(model, preprocess, tokenizer, identity, batch_size=batch_size)
+    if config.runtime == "onnx":
+        from .onnx_runtime import with_onnx_image_tower
+
+        return with_onnx_image_tower(encoder, cache_dir=config.onnx_cache, threads=config.threads)
+    return encoder
 
 
 def check_weights_reachable(config: ModelConfig, name: str, pretrained: str | None, *, timeout: float = 3.0) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from indexer.config import DEFAULT_INDEX_TYPE, IndexConfig, ModelConfig, SearchConfig
+from indexer.config import DEFAULT_INDEX_TYPE, RUNTIMES, IndexConfig, ModelConfig, SearchConfig
 from indexer.fetch import FetchPolicy
 
 from .cli_support import ByteSize, domain_errors
@@ -62,10 +62,13 @@ def cli() -> None:
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @click.option("--profile", is_flag=True, help="Print the time spent per stage (read, decode, text, image, store) at the end.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+              help="What runs the image tower: eager torch, or ONNX Runtime (exported once and cached in "
+                   "~/.cache/vitrina/onnx; same embeddings; needs pip install 'vitrina[onnx]', else torch is used).")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
                   batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
-                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool) -> None:
+                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool, runtime: str) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
     Incremental: new products are added, changed ones (text or image bytes) re-embedded,
@@ -82,8 +85,12 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
     from indexer.pipeline import build_index
     from indexer.stages import StageTimes
 
-    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads)
+    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads, runtime=runtime)
     encoder = load_encoder(model_config, batch_size=batch_size)
+    if encoder.runtime != runtime:
+        from indexer.onnx_runtime import onnx_available
+
+        click.echo(f"--runtime {runtime}: {onnx_available()}; using torch", err=True)
     try:
         fetch = FetchPolicy(allow_networks=allow_networks)
     except ValueError as exc:

@@ -1,0 +1,76 @@
+"""Image tower throughput: eager torch fp32 vs ONNX Runtime (``indexer.onnx_runtime``), same inputs.
+
+    python -m bench encoder-runtime --model ViT-B-32 --model data/demo-model --threads 2
+
+Per model (random weights for open_clip names; a model folder as stored): images/s of ``encode_pixels``
+on the same preprocessed batches, torch and ONNX alternated ``--repeats`` times (medians), the ratio,
+and the minimum cosine between the two embeddings of each image.  The ONNX export goes to a temporary
+cache folder, and its time is reported too.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import common
+
+
+def run_model(name: str, *, threads: int | None, batch_size: int, batches: int, repeats: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from indexer.config import ModelConfig
+    from indexer.encoder import load_encoder
+    from indexer.onnx_runtime import with_onnx_image_tower
+
+    common.register_tiny()
+    is_folder = Path(name).is_dir()
+    base = load_encoder(ModelConfig(name=name, pretrained=None if is_folder else "random", threads=threads), batch_size=batch_size)
+    size = base.model.visual.image_size
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(batch_size, 3, *size, generator=generator) * 2 - 1 for _ in range(batches)]
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.perf_counter()
+        onnx = with_onnx_image_tower(base, cache_dir=cache, threads=threads)
+        export_s = time.perf_counter() - started
+        if onnx.runtime != "onnx":
+            return {"model": name, "error": "onnxruntime unavailable"}
+        torch_s, onnx_s = [], []
+        base.encode_pixels(inputs[0][:2]), onnx.encode_pixels(inputs[0][:2])  # warm-up
+        for _ in range(repeats):
+            for encoder, times in ((base, torch_s), (onnx, onnx_s)):
+                started = time.perf_counter()
+                for pixels in inputs:
+                    encoder.encode_pixels(pixels)
+                times.append(time.perf_counter() - started)
+        cosine = min(float(np.min((base.encode_pixels(p) * onnx.encode_pixels(p)).sum(axis=1))) for p in inputs)
+    n = batch_size * batches
+    out = {"model": name, "images": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+           "torch_img_s": round(n / statistics.median(torch_s), 2), "onnx_img_s": round(n / statistics.median(onnx_s), 2),
+           "min_cosine": round(cosine, 6), "export_s": round(export_s, 1)}
+    out["ratio_onnx_vs_torch"] = round(out["onnx_img_s"] / out["torch_img_s"], 2)
+    return out
+
+
+def main(args) -> dict[str, Any]:
+    common.quiet_open_clip()
+    rows = [run_model(name, threads=args.threads, batch_size=args.batch_size, batches=args.batches, repeats=args.repeats)
+            for name in args.model or ["ViT-B-32", "data/demo-model"]]
+    print(common.table(rows, ["model", "images", "torch_img_s", "onnx_img_s", "ratio_onnx_vs_torch", "min_cosine", "export_s"]))
+    path = common.write_results("encoder-runtime", {"rows": rows})
+    print(f"wrote {path}")
+    return {"rows": rows}
+
+
+def configure(parser) -> None:
+    parser.add_argument("--model", action="append", help="open_clip name (random weights) or model folder; repeatable")
+    parser.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.set_defaults(run=main)
