@@ -1,4 +1,4 @@
-"""Image tower throughput: eager torch fp32 vs ONNX Runtime (``indexer.onnx_runtime``), same inputs.
+"""Image tower throughput: eager torch fp32 vs ONNX Runtime fp32 and int8 (``indexer.onnx_runtime``).
 
     python -m bench encoder-runtime --model ViT-B-32 --model data/demo-model --threads 2
 
@@ -40,20 +40,28 @@ def run_model(name: str, *, threads: int | None, batch_size: int, batches: int, 
         export_s = time.perf_counter() - started
         if onnx.runtime != "onnx":
             return {"model": name, "error": "onnxruntime unavailable"}
-        torch_s, onnx_s = [], []
-        base.encode_pixels(inputs[0][:2]), onnx.encode_pixels(inputs[0][:2])  # warm-up
+        int8 = with_onnx_image_tower(base, cache_dir=cache, threads=threads, int8=True)
+        runs = {"torch": base, "onnx": onnx, "onnx_int8": int8}
+        times: dict[str, list[float]] = {key: [] for key in runs}
+        for encoder in runs.values():
+            encoder.encode_pixels(inputs[0][:2])  # warm-up
         for _ in range(repeats):
-            for encoder, times in ((base, torch_s), (onnx, onnx_s)):
+            for key, encoder in runs.items():
                 started = time.perf_counter()
                 for pixels in inputs:
                     encoder.encode_pixels(pixels)
-                times.append(time.perf_counter() - started)
-        cosine = min(float(np.min((base.encode_pixels(p) * onnx.encode_pixels(p)).sum(axis=1))) for p in inputs)
+                times[key].append(time.perf_counter() - started)
+        reference = [base.encode_pixels(p) for p in inputs]
+        cosine = {key: min(float(np.min((ref * runs[key].encode_pixels(p)).sum(axis=1))) for ref, p in zip(reference, inputs))
+                  for key in ("onnx", "onnx_int8")}
     n = batch_size * batches
-    out = {"model": name, "images": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
-           "torch_img_s": round(n / statistics.median(torch_s), 2), "onnx_img_s": round(n / statistics.median(onnx_s), 2),
-           "min_cosine": round(cosine, 6), "export_s": round(export_s, 1)}
-    out["ratio_onnx_vs_torch"] = round(out["onnx_img_s"] / out["torch_img_s"], 2)
+    out: dict[str, Any] = {"model": name, "images": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+                           "export_s": round(export_s, 1)}
+    for key in runs:
+        out[f"{key}_img_s"] = round(n / statistics.median(times[key]), 2)
+    for key in ("onnx", "onnx_int8"):
+        out[f"ratio_{key}_vs_torch"] = round(out[f"{key}_img_s"] / out["torch_img_s"], 2)
+        out[f"{key}_min_cosine"] = round(cosine[key], 5)
     return out
 
 
@@ -61,7 +69,8 @@ def main(args) -> dict[str, Any]:
     common.quiet_open_clip()
     rows = [run_model(name, threads=args.threads, batch_size=args.batch_size, batches=args.batches, repeats=args.repeats)
             for name in args.model or ["ViT-B-32", "data/demo-model"]]
-    print(common.table(rows, ["model", "images", "torch_img_s", "onnx_img_s", "ratio_onnx_vs_torch", "min_cosine", "export_s"]))
+    print(common.table(rows, ["model", "images", "torch_img_s", "onnx_img_s", "onnx_int8_img_s", "ratio_onnx_vs_torch",
+                              "ratio_onnx_int8_vs_torch", "onnx_min_cosine", "onnx_int8_min_cosine", "export_s"]))
     path = common.write_results("encoder-runtime", {"rows": rows})
     print(f"wrote {path}")
     return {"rows": rows}

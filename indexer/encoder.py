@@ -216,10 +216,11 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
         dim=_embed_dim(model),
     )
     encoder = OpenClipEncoder(model, preprocess, tokenizer, identity, batch_size=batch_size)
-    if config.runtime == "onnx":
+    if config.runtime in ("onnx", "onnx-int8"):
         from .onnx_runtime import with_onnx_image_tower
 
-        return with_onnx_image_tower(encoder, cache_dir=config.onnx_cache, threads=config.threads)
+        return with_onnx_image_tower(encoder, cache_dir=config.onnx_cache, threads=config.threads,
+                                     int8=config.runtime == "onnx-int8")
     return encoder
 
 

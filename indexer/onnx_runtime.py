@@ -4,8 +4,10 @@
 ``encode_images`` and indexing) runs an ONNX Runtime session instead of eager torch; texts stay on
 torch (their real-length trimming, ``indexer.text_tower``, is already the larger win there).  The
 export is keyed by the weights' fingerprint and the ONNX opset, written atomically under the cache
-folder and reused by later runs.  Measured here (ViT-B-32, one physical core): 1.37x the images/s of
-eager fp32, cosine 1.0000 to it (``python -m bench encoder-runtime``).
+folder and reused by later runs.  ``int8`` adds a dynamically quantised copy (int8 weights of the
+matrix products).  Measured with ``python -m bench encoder-runtime --threads 2`` on this 2-vCPU
+machine: ViT-B-32 fp32 1.24-1.26x the images/s of eager torch (cosine 1.0000), int8 2.06x (cosine
+0.992); the bundled model 2.3-4.2x.
 
 Without ``onnxruntime`` (or ``onnx``, which the exporter needs) the torch encoder is returned
 unchanged and a warning is logged: the runtime is an optimisation, never a requirement.
@@ -58,8 +60,12 @@ class OnnxImageEncoder(OpenClipEncoder):
 
 
 def with_onnx_image_tower(encoder: OpenClipEncoder, *, cache_dir: str | Path | None = None,
-                          threads: int | None = None) -> OpenClipEncoder:
-    """``encoder`` with its image tower on ONNX Runtime, or ``encoder`` itself when that is unavailable."""
+                          threads: int | None = None, int8: bool = False) -> OpenClipEncoder:
+    """``encoder`` with its image tower on ONNX Runtime, or ``encoder`` itself when that is unavailable.
+
+    ``int8`` quantises the exported weights of the matrix products to int8 (dynamic quantisation of the
+    activations): faster on CPUs, embeddings within cosine ~0.995 of fp32.
+    """
     missing = onnx_available()
     if missing:
         log.warning("--runtime onnx: %s; using torch", missing)
@@ -67,6 +73,8 @@ def with_onnx_image_tower(encoder: OpenClipEncoder, *, cache_dir: str | Path | N
     import onnxruntime as ort
 
     path = export_image_tower(encoder, Path(cache_dir or DEFAULT_CACHE).expanduser())
+    if int8:
+        path = quantized(path)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice
@@ -75,7 +83,32 @@ def with_onnx_image_tower(encoder: OpenClipEncoder, *, cache_dir: str | Path | N
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
         raise ModelError(f"{path}: ONNX Runtime cannot load the exported image tower ({exc}); delete the file to re-export") from exc
-    return OnnxImageEncoder(encoder, session, path)
+    wrapped = OnnxImageEncoder(encoder, session, path)
+    wrapped.runtime = "onnx-int8" if int8 else "onnx"
+    return wrapped
+
+
+def quantized(path: Path) -> Path:
+    """The int8 version of the exported model at ``path`` (made once, beside it)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name(path.name.replace(".onnx", "-int8.onnx"))
+    if out.is_file():
+        return out
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=out.name, suffix=".tmp")
+    os.close(handle)
+    try:
+        root = logging.getLogger()
+        was_disabled, root.disabled = root.disabled, True  # the quantiser logs generic advice at WARNING
+        try:
+            quantize_dynamic(str(path), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        finally:
+            root.disabled = was_disabled
+        os.replace(tmp, out)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ModelError(f"cannot quantise {path} to int8: {type(exc).__name__}: {exc}") from exc
+    return out
 
 
 def export_image_tower(encoder: OpenClipEncoder, cache_dir: Path) -> Path:

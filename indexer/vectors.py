@@ -19,6 +19,9 @@ import numpy as np
 
 from .errors import IndexFormatError
 
+#: HNSW graph quality at build time (FAISS's default is 40): at 1M clustered 512-d vectors, 40 stalls at
+#: recall@10 0.936 whatever efSearch; a wider build search makes a better connected graph.
+HNSW_EF_CONSTRUCTION = 100
 #: Below this many allowed ids an approximate index is bypassed for an exact scan.
 EXACT_SCAN_LIMIT = 2048
 
@@ -42,6 +45,8 @@ def make_index(index_type: str, dim: int) -> faiss.Index:
         raise IndexFormatError(f"invalid FAISS index type {index_type!r}: {_faiss_message(exc)}") from None
     if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         return inner
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efConstruction = max(inner.hnsw.efConstruction, HNSW_EF_CONSTRUCTION)
     return faiss.IndexIDMap2(inner)  # faiss's wrapper keeps ``inner`` alive
 
 

@@ -40,6 +40,17 @@ def test_onnx_image_tower_matches_torch_and_is_cached(onnx_encoder, tiny_encoder
     assert again.model_path == exported and exported.stat().st_mtime_ns == stamp  # reused, not re-exported
 
 
+def test_int8_runtime_stays_close_to_fp32(tiny_model_dir, tiny_encoder, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the test extra installs onnxruntime; CI always has it")
+    from PIL import Image
+
+    encoder = load_encoder(ModelConfig(name=str(tiny_model_dir), runtime="onnx-int8", onnx_cache=str(tmp_path)))
+    assert encoder.runtime == "onnx-int8" and encoder.model_path.name.endswith("-int8.onnx")
+    photos = [Image.open(draw_product(tmp_path / f"{i}.png", colour, "circle", seed=i)) for i, colour in enumerate(["red", "blue"])]
+    cosine = (encoder.encode_images(photos) * tiny_encoder.encode_images(photos)).sum(axis=1)
+    assert float(cosine.min()) > 0.98
+
+
 def test_indexing_with_onnx_gives_the_torch_index(onnx_encoder, tiny_encoder, catalog, tmp_path):
     build_index(catalog, tmp_path / "onnx-idx", encoder=onnx_encoder, config=IndexConfig(batch_size=5))
     build_index(catalog, tmp_path / "torch-idx", encoder=tiny_encoder, config=IndexConfig(batch_size=5))
@@ -68,5 +79,5 @@ def test_without_onnxruntime_the_torch_encoder_is_used(tiny_model_dir, tmp_path,
 
 
 def test_unknown_runtime_is_refused():
-    with pytest.raises(ValueError, match="runtime must be one of torch, onnx"):
+    with pytest.raises(ValueError, match="runtime must be one of torch, onnx, onnx-int8"):
         ModelConfig(runtime="tensorrt")
