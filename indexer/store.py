@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-from sqlalchemy import column, create_engine, event, func, literal_column, select, table
+from sqlalchemy import column, func, literal_column, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from .catalog import ProductRecord
 from .config import AUTO_INDEX_TYPE
 from .encoder import ModelIdentity
 from .errors import IndexFormatError
+from .database import blobs_to_matrix, make_engine
 from .schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
 
 if TYPE_CHECKING:
@@ -65,54 +66,6 @@ class CommitInfo:
     files: dict[str, dict[str, Any]]
     products: int
     images: int
-
-
-@dataclass
-class _Pending:
-    add: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
-    remove: dict[str, set[int]] = field(default_factory=lambda: {m: set() for m in MODALITIES})
-
-
-def database_url(folder: Path) -> str:
-    return f"sqlite:///{folder / DATABASE_FILE}"
-
-
-def _make_engine(folder: Path, *, readonly: bool) -> Engine:
-    """An engine whose transactions are real SQLite transactions (``BEGIN`` on begin), so a
-    read transaction sees one snapshot of the database (WAL) across all its statements."""
-    engine = create_engine(database_url(folder), connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, pysqlite nothing of its own
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache per connection (default 2 MiB)
-        cursor.execute("PRAGMA mmap_size=268435456")  # read pages through a 256 MiB memory map
-        # per-connection view of the FTS5 vocabulary (document count of each word), made before query_only
-        cursor.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.products_fts_words USING fts5vocab(main, products_fts, 'row')")
-        if readonly:
-            cursor.execute("PRAGMA query_only=ON")
-        else:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN")
-
-    return engine
-
-
-def vector_to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def blobs_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.empty((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
 
 _BM25 = f"-bm25(products_fts, {', '.join(repr(w) for w in FTS_WEIGHTS)})"
@@ -165,7 +118,7 @@ class IndexStore:
         if index_type != AUTO_INDEX_TYPE:
             vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
         folder.mkdir(parents=True, exist_ok=True)
-        engine = _make_engine(folder, readonly=False)
+        engine = make_engine(folder, readonly=False)
         Base.metadata.create_all(engine)
         with engine.begin() as conn:
             for statement in FTS_DDL:
@@ -189,7 +142,7 @@ class IndexStore:
         folder = Path(folder)
         if not (folder / DATABASE_FILE).is_file():
             raise IndexFormatError(f"{folder}: not an index folder (no {DATABASE_FILE}); build one with `vitrina index`")
-        return cls(folder, _make_engine(folder, readonly=not writable), writable=writable)
+        return cls(folder, make_engine(folder, readonly=not writable), writable=writable)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,6 +13,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from . import vectors as vector_files
 from .config import AUTO_INDEX_TYPE
 from .errors import IndexLockedError
 from .schema import ImageRow, IndexMeta, Product
-from .store import MODALITIES, CommitInfo, EmbeddedProduct, IndexStore, _Pending, blobs_to_matrix, vector_to_blob
+from .database import blobs_to_matrix, vector_to_blob
+from .store import MODALITIES, CommitInfo, EmbeddedProduct, IndexStore
 
 LOCK_FILE = "write.lock"
 #: Recall@10 against exact search that efSearch / nprobe are tuned to at commit time.
@@ -34,6 +36,15 @@ TARGET_RECALL = 0.95
 #: Queries sampled for that tuning; candidates the engine re-scores exactly on indexes without full vectors.
 TUNING_QUERIES = 200
 RESCORED_CANDIDATES = 100
+
+
+@dataclass
+class _Pending:
+    """Vector adds and removals staged since the last commit, per modality."""
+
+    add: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
+    remove: dict[str, set[int]] = field(default_factory=lambda: {m: set() for m in MODALITIES})
+
 
 
 class WriteLock:
