@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +23,7 @@ from indexer.store import IndexStore
 from . import fusion
 from .filters import compile_where
 from .candidates import Candidates, QueryInfo
-from .query import Term, build_terms
+from .query import Term, build_terms, query_words
 from .vector_view import VectorView
 
 
@@ -397,20 +396,8 @@ def hits_from(candidates: Candidates) -> list[Hit]:
     return hits
 
 
-_WORD = re.compile(r"\w+")
 #: With a re-ranker, the top BM25 matches always join its candidates (ids, model numbers).
 LEXICAL_KEEP = 10
-MAX_QUERY_WORDS = 32
-
-
-def query_words(terms: list[Term]) -> list[str]:
-    """Distinct lower-case words of the positively weighted text terms (for BM25)."""
-    words: dict[str, None] = {}
-    for term in terms:
-        if term.kind == "text" and term.weight > 0:
-            for word in _WORD.findall(term.value.lower()):
-                words.setdefault(word, None)
-    return list(words)[:MAX_QUERY_WORDS]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

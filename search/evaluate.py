@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import metrics
-from .engine import query_words
 from .judgments import JudgedQuery
-from .query import build_terms
+from .query import build_terms, query_words
 from .rerank_features import tokens
 
 if TYPE_CHECKING:

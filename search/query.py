@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,17 @@ def build_terms(
     if not any(t.weight > 0 for t in out):
         raise QueryError("a query needs at least one term with a positive weight")
     return out
+
+
+_WORD = re.compile(r"\w+")
+MAX_QUERY_WORDS = 32
+
+
+def query_words(terms: list[Term]) -> list[str]:
+    """Distinct lower-case words of the positively weighted text terms (for BM25)."""
+    words: dict[str, None] = {}
+    for term in terms:
+        if term.kind == "text" and term.weight > 0:
+            for word in _WORD.findall(term.value.lower()):
+                words.setdefault(word, None)
+    return list(words)[:MAX_QUERY_WORDS]
