@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from . import encoder_runtime, indexing, latency, query_split, recall, serve_latency, text_tower
+from . import encoder_runtime, indexing, latency, query_split, recall, recall_large, serve_latency, text_tower
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     qs.set_defaults(run=query_split.main)
     latency.configure(sub.add_parser("query-latency", help="p50/p95 by stage at 10k-1M products vs FAISS flat + sqlite3"))
     recall.configure(sub.add_parser("recall", help="recall@10 vs exact, ms/query and memory per index type"))
+    recall_large.configure(sub.add_parser("recall-large", help="IVF-PQ at 10M within --max-memory: recall@10 after re-scoring"))
     indexing.configure(sub.add_parser("indexing", help="images/s: model forward passes alone vs build_index end to end"))
     encoder_runtime.configure(sub.add_parser("encoder-runtime", help="image tower images/s: eager torch vs ONNX Runtime, cosine"))
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
