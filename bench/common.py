@@ -32,6 +32,15 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def anon_mb() -> float:
+    """This process's anonymous resident memory (heap: leaves out pages of memory-mapped files)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("RssAnon:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return rss_mb()
+
+
 def rss_mb() -> float:
     """This process's resident set now."""
     with open("/proc/self/status") as handle:

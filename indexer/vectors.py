@@ -30,6 +30,8 @@ EXACT_SCAN_LIMIT = 2048
 class SearchTuning:
     ef_search: int = 128
     nprobe: int = 16
+    #: On indexes without full vectors (PQ, SQ): how many hits to fetch for exact re-scoring (0: as many as asked).
+    rescore: int = 0
 
 
 def set_threads(n: int) -> None:

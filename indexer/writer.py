@@ -33,9 +33,13 @@ from .store import MODALITIES, CommitInfo, EmbeddedProduct, IndexStore
 LOCK_FILE = "write.lock"
 #: Recall@10 against exact search that efSearch / nprobe are tuned to at commit time.
 TARGET_RECALL = 0.95
-#: Queries sampled for that tuning; candidates the engine re-scores exactly on indexes without full vectors.
+#: Queries sampled for that tuning.
 TUNING_QUERIES = 200
-RESCORED_CANDIDATES = 100
+#: Hits re-scored exactly on indexes without full vectors, tried in turn until the target is reached
+#: (10M clustered vectors in IVF4096,PQ128: recall@10 0.63 re-scoring 100, 1.00 re-scoring 1000).
+RESCORE_DEPTHS = (100, 300, 1000)
+#: The largest nprobe tried per depth (probing more costs more than re-scoring more).
+MAX_NPROBE = 64
 
 
 @dataclass
@@ -230,11 +234,17 @@ class IndexWriter:
         if n == 0 or (done and n < 2 * done and "tuning" in self.tuned[modality]):
             return
         ids, vectors = self._stored_vectors(modality)
-        rescore = 0 if vector_files.stores_full_vectors(index) else RESCORED_CANDIDATES
         queries = index_types.sample_queries(vectors, TUNING_QUERIES)
-        result = index_types.tune_search(index, queries, vectors, TARGET_RECALL, ids=ids, rerank=rescore)
-        self.tuned[modality] = {"tuning": {"ef_search": result.tuning.ef_search, "nprobe": result.tuning.nprobe},
-                                "recall": round(result.recall, 4), "tuned_at": n}
+        # compressed codes (PQ, SQ) only pick candidates, which are re-scored with the exact vectors: when
+        # their ranking is too coarse for the target, re-score more of them rather than probe everything
+        depths = (0,) if vector_files.stores_full_vectors(index) else RESCORE_DEPTHS
+        for rescore in depths:
+            result = index_types.tune_search(index, queries, vectors, TARGET_RECALL, ids=ids, rerank=rescore,
+                                             max_value=MAX_NPROBE if rescore else 1024)
+            if result.reached:
+                break
+        tuning = {"ef_search": result.tuning.ef_search, "nprobe": result.tuning.nprobe, "rescore": rescore}
+        self.tuned[modality] = {"tuning": tuning, "recall": round(result.recall, 4), "tuned_at": n}
 
     def rebuild_all(self) -> CommitInfo:
         """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""

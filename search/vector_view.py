@@ -47,16 +47,20 @@ class VectorView:
     def tuning(self, modality: str, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> vector_files.SearchTuning:
         """Search settings for ``k`` hits: the given values, else the ones tuned at commit (efSearch >= k)."""
         tuned = self.tunings[modality]
-        return vector_files.SearchTuning(ef_search=max(ef_search or tuned.ef_search, k), nprobe=nprobe or tuned.nprobe)
+        return vector_files.SearchTuning(ef_search=max(ef_search or tuned.ef_search, k), nprobe=nprobe or tuned.nprobe,
+                                         rescore=tuned.rescore)
 
     def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None, *,
                        ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
-        """Union of the top-``n`` text hits and the products of the top-``2n`` image hits."""
+        """Union of the top-``n`` text hits and the products of the top-``2n`` image hits (more where the
+        index was tuned to re-score more of its compressed hits exactly)."""
         q = query.reshape(1, -1)
-        _, text_ids = vector_files.search(self.indexes["text"], q, n, allowed=None if allowed is None else allowed[0],
-                                          tuning=self.tuning("text", n, ef_search=ef_search, nprobe=nprobe))
-        _, image_ids = vector_files.search(self.indexes["image"], q, 2 * n, allowed=None if allowed is None else allowed[1],
-                                           tuning=self.tuning("image", 2 * n, ef_search=ef_search, nprobe=nprobe))
+        text_tuning = self.tuning("text", n, ef_search=ef_search, nprobe=nprobe)
+        image_tuning = self.tuning("image", 2 * n, ef_search=ef_search, nprobe=nprobe)
+        _, text_ids = vector_files.search(self.indexes["text"], q, max(n, text_tuning.rescore),
+                                          allowed=None if allowed is None else allowed[0], tuning=text_tuning)
+        _, image_ids = vector_files.search(self.indexes["image"], q, max(2 * n, image_tuning.rescore),
+                                           allowed=None if allowed is None else allowed[1], tuning=image_tuning)
         image_ids = image_ids[image_ids >= 0]
         return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
 

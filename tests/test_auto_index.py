@@ -99,3 +99,20 @@ def test_max_memory_option_parses_sizes_and_refuses_nonsense(tmp_path, catalog):
         parse_size("lots")
     result = CliRunner().invoke(cli, ["index", str(catalog), "--index", str(tmp_path / "i"), "--max-memory", "lots"])
     assert result.exit_code == 2 and "not a size" in result.output
+
+
+def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, tiny_encoder, monkeypatch):
+    from indexer import writer
+
+    monkeypatch.setattr(writer, "RESCORE_DEPTHS", (10, 36))  # 4-bit PQ codes over 32-d: coarse
+    folder = tmp_path / "idx"
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF2,PQ4x4"))
+    _, files = _types(folder)
+    image = files["image"]
+    assert image["tuning"]["rescore"] in (10, 36) and image["recall"] >= 0.95
+    with IndexStore.open(folder) as store:
+        assert store.tuning("image").rescore == image["tuning"]["rescore"]
+    with SearchEngine.open(folder, encoder=tiny_encoder, rerank=False) as engine:
+        photo = catalog.parent / "images" / "p7_0.png"
+        hit = engine.search(image=photo, image_share=1.0, k=3).hits[0]
+        assert hit.product_id == "P007" and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
