@@ -233,10 +233,11 @@ def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport
     with stages.time("image"):
         image_vectors = iter(_encode_prepared_images(encoder, prepared.images))
     out = []
+    kept = set(keep)
     for i, images in enumerate(decoded):
-        vectors = [next(image_vectors) for _ in images]  # images of dropped products were decoded too
-        if i not in keep:
+        if i not in kept:  # no text and no usable image: nothing of it was embedded
             continue
+        vectors = [next(image_vectors) for _ in images]
         record = batch[i].record
         text_vector = next(text_vectors) if record.text else None
         embedded = tuple(EmbeddedImage(position=position, location=location, vector=vector)
