@@ -71,7 +71,7 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
 
     from indexer.config import IndexConfig, ModelConfig
     from indexer.encoder import load_encoder
-    from indexer.images import read_file
+    from indexer.images import decode_image, read_file
     from indexer.pipeline import build_index
     from indexer.prefetch import prefetch, prepare_images
 
@@ -88,8 +88,6 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
     started = time.perf_counter()
     prepared = [prepare(batch) for batch in batches]
     decode_s = time.perf_counter() - started
-    size = encoder.model.visual.image_size
-    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     from indexer.catalog import iter_products
 
     texts = [record.text for record in iter_products(catalog)]
@@ -100,7 +98,7 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
 
     started = time.perf_counter()
     for batch in batches:  # JPEG draft: the decoder itself scales by 1/2..1/8 towards the model's size (PNG unaffected)
-        encoder.preprocess_images([_draft_decode(p, size) for p in batch])
+        encoder.preprocess_images([decode_image(read_file(p), name=str(p), min_size=encoder.image_size) for p in batch])
     draft_s = time.perf_counter() - started
 
     encoder.encode_pixels(prepared[0].pixels[:2])  # warm-up
@@ -132,14 +130,6 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
     out["ratio_end_to_end_vs_encoder_with_texts"] = round(out["end_to_end_img_s"] / out["encoder_with_texts_img_s"], 2)
     out["ratio_prefetched_vs_encoder"] = round(out["prefetched_img_s"] / out["encoder_only_img_s"], 2)
     return out
-
-
-def _draft_decode(path: Path, size: tuple[int, int]):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.draft("RGB", size)
-        return image.convert("RGB")
 
 
 def main(args) -> dict[str, Any]:

@@ -46,11 +46,9 @@ def onnx_available() -> str | None:
 class OnnxImageEncoder(OpenClipEncoder):
     """An ``OpenClipEncoder`` whose image forward passes run in an ONNX Runtime session."""
 
-    runtime = "onnx"
-
-    def __init__(self, base: OpenClipEncoder, session: Any, model_path: Path):
+    def __init__(self, base: OpenClipEncoder, session: Any, model_path: Path, *, runtime: str):
         super().__init__(base.model, base.preprocess, base.tokenizer, base.identity, batch_size=base.batch_size)
-        self.session, self.model_path = session, model_path
+        self.session, self.model_path, self.runtime = session, model_path, runtime
         self._input = session.get_inputs()[0].name
 
     def encode_pixels(self, pixels: Any) -> np.ndarray:
@@ -83,9 +81,7 @@ def with_onnx_image_tower(encoder: OpenClipEncoder, *, cache_dir: str | Path | N
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
         raise ModelError(f"{path}: ONNX Runtime cannot load the exported image tower ({exc}); delete the file to re-export") from exc
-    wrapped = OnnxImageEncoder(encoder, session, path)
-    wrapped.runtime = "onnx-int8" if int8 else "onnx"
-    return wrapped
+    return OnnxImageEncoder(encoder, session, path, runtime="onnx-int8" if int8 else "onnx")
 
 
 def quantized(path: Path) -> Path:

@@ -98,6 +98,7 @@ class IndexWriter:
             self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
         self.pending = _Pending()
         self._rebuild: set[str] = set()
+        self._read: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # vectors read from SQLite during a commit
 
     def put(self, product: EmbeddedProduct) -> None:
         """Insert ``product``, replacing any stored product with the same id."""
@@ -140,6 +141,7 @@ class IndexWriter:
     def commit(self) -> CommitInfo:
         """Write the new FAISS generation, then commit it with the rows in one transaction."""
         store = self.store
+        self._read = {}
         for modality in MODALITIES:
             self._apply(modality)
         self._choose_types()
@@ -170,6 +172,7 @@ class IndexWriter:
                 if path.name not in live:
                     path.unlink(missing_ok=True)
         self.pending = _Pending()
+        self._read = {}
         counts = store.counts()
         return CommitInfo(generation=generation, files=files, products=counts["products"], images=counts["images"])
 
@@ -198,14 +201,19 @@ class IndexWriter:
         return index
 
     def _stored_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
-        """(pks, vectors) of every ``modality`` vector the session sees, in pk order."""
+        """(pks, vectors) of every ``modality`` vector the session sees, in pk order (read once per commit:
+        a rebuild, a change of type and the tuning may all need them)."""
+        cached = self._read.get(modality)
+        if cached is not None:
+            return cached
         if modality == "text":
             rows = self.session.execute(select(Product.pk, Product.text_vector).where(Product.text_vector.is_not(None))
                                         .order_by(Product.pk)).all()
         else:
             rows = self.session.execute(select(ImageRow.pk, ImageRow.vector).order_by(ImageRow.pk)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        return ids, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim)
+        self._read[modality] = ids, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim)
+        return self._read[modality]
 
     def _choose_types(self) -> None:
         """For an "auto" index: re-choose each modality's FAISS type for its size (budget shared by vector

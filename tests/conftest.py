@@ -109,6 +109,15 @@ def built_index(tmp_path, catalog, tiny_encoder) -> Path:
     return folder
 
 
+def open_built_engine(folder: Path, catalog: Path, encoder):
+    """Index ``catalog`` into ``folder`` and open an engine on it (a context manager)."""
+    from indexer.pipeline import build_index
+    from search import SearchEngine
+
+    build_index(catalog, folder, encoder=encoder, model_spec={"name": encoder.identity.name, "pretrained": None})
+    return SearchEngine.open(folder, encoder=encoder)
+
+
 def _model_dir(encoder) -> str:
     return encoder.identity.name
 

@@ -9,8 +9,7 @@ import pytest
 from indexer.errors import ModelError
 from indexer.pipeline import build_index
 from indexer.store import IndexStore
-from conftest import write_catalog
-from search import SearchEngine
+from conftest import open_built_engine, write_catalog
 from search.candidates import Candidates, QueryInfo
 from search.judgments import JudgedQuery
 from search.rerank import (FusionReranker, index_identity, load_reranker, query_candidates, query_data, read_reranker,
@@ -143,9 +142,7 @@ def catalog(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def module_engine(tmp_path_factory, catalog, tiny_encoder):
-    folder = tmp_path_factory.mktemp("rerank") / "index"
-    build_index(catalog, folder, encoder=tiny_encoder, model_spec={"name": tiny_encoder.identity.name, "pretrained": None})
-    with SearchEngine.open(folder, encoder=tiny_encoder) as opened:
+    with open_built_engine(tmp_path_factory.mktemp("rerank") / "index", catalog, tiny_encoder) as opened:
         yield opened
 
 

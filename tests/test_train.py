@@ -189,3 +189,20 @@ def test_attribute_loss_is_a_recorded_setting(small_catalog, tmp_path):
     assert on.metrics[0].loss > off.metrics[0].loss  # the same contrastive terms plus the attribute terms
     card = json.loads((tmp_path / "on" / CARD_JSON).read_text())
     assert card["config"]["attribute_loss"] == 3.0
+
+
+def test_train_command_passes_its_options_and_refuses_bad_ones(small_catalog, tmp_path):
+    from click.testing import CliRunner
+
+    from vitrina.cli import cli
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train", "--catalog", str(small_catalog), "--out", str(out), "--epochs", "1",
+                                      "--batch-size", "12", "--val-fraction", "0.2", "--threads", "1", "--no-half",
+                                      "--attribute-loss", "0.5", "--hard-groups", "0"])
+    assert result.exit_code == 0, result.output
+    assert "trained on 19 products (5 held out)" in result.output
+    config = json.loads((out / CARD_JSON).read_text())["config"]
+    assert config["attribute_loss"] == 0.5 and config["hard_groups"] == 0 and config["half"] is False
+    bad = CliRunner().invoke(cli, ["train", "--catalog", str(small_catalog), "--out", str(tmp_path / "x"), "--attribute-loss", "-1"])
+    assert bad.exit_code == 2 and "--attribute-loss" in bad.output

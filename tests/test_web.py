@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import draw_product, write_catalog
+from conftest import draw_product, open_built_engine, write_catalog
 from search import SearchEngine
 from search.facets import count_facets, nice_edges, price_buckets
 from search.web import WebConfig, _ImageRoots, create_app, parse_refine
@@ -31,11 +31,7 @@ def web_catalog(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def web_engine(tmp_path_factory, web_catalog, tiny_encoder):
-    from indexer.pipeline import build_index
-
-    folder = tmp_path_factory.mktemp("web") / "index"
-    build_index(web_catalog, folder, encoder=tiny_encoder, model_spec={"name": tiny_encoder.identity.name, "pretrained": None})
-    with SearchEngine.open(folder, encoder=tiny_encoder) as engine:
+    with open_built_engine(tmp_path_factory.mktemp("web") / "index", web_catalog, tiny_encoder) as engine:
         yield engine
 
 
