@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from . import encoder_runtime, indexing, latency, query_split, recall, recall_large, serve_latency, text_tower
+from bench import encoder_runtime, indexing, latency, query_split, recall, recall_large, serve_latency, text_tower
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache"
-TINY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "indexer" / "model_configs"
+TINY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "indexer" / "train" / "model_configs"
 
 
 def p50(values: Sequence[float]) -> float:

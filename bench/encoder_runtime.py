@@ -1,4 +1,4 @@
-"""Image tower throughput: eager torch fp32 vs ONNX Runtime fp32 and int8 (``indexer.onnx_runtime``).
+"""Image tower throughput: eager torch fp32 vs ONNX Runtime fp32 and int8 (``indexer.encoders.onnx``).
 
     python -m bench encoder-runtime --model ViT-B-32 --model data/demo-model --threads 2
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import common
+from bench import common
 
 
 def run_model(name: str, *, threads: int | None, batch_size: int, batches: int, repeats: int) -> dict[str, Any]:
@@ -24,8 +24,8 @@ def run_model(name: str, *, threads: int | None, batch_size: int, batches: int, 
     import torch
 
     from indexer.config import ModelConfig
-    from indexer.encoder import load_encoder
-    from indexer.onnx_runtime import with_onnx_image_tower
+    from indexer.encoders.loading import load_encoder
+    from indexer.encoders.onnx import with_onnx_image_tower
 
     common.register_tiny()
     is_folder = Path(name).is_dir()

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import common
+from bench import common
 
 COLOURS = [(200, 40, 40), (40, 90, 200), (30, 150, 70), (230, 200, 50), (30, 30, 30), (240, 240, 240)]
 KINDS = ["shirt", "mug", "lamp", "bag", "shoe", "chair"]
@@ -70,8 +70,8 @@ def run_model(name: str, catalog: Path, *, batch_size: int, threads: int | None,
     import torch
 
     from indexer.config import IndexConfig, ModelConfig
-    from indexer.encoder import load_encoder
-    from indexer.images import decode_image, read_file
+    from indexer.encoders.loading import load_encoder
+    from indexer.media.images import decode_image, read_file
     from indexer.pipeline import build_index
     from indexer.prefetch import prefetch, prepare_images
 

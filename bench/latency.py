@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import common
-from .synthetic import cached_synthetic, synthetic_vectors
+from bench import common
+from bench.synthetic import cached_synthetic, synthetic_vectors
 
 DIM = 512
 
@@ -32,7 +32,7 @@ COLOURS = ("red", "blue", "green")
 def query_texts(n: int, words: str) -> list[str]:
     """Distinct query texts: ``none`` words no product has (vector path only), or ``catalog`` words a
     shopper would type that match many products (a colour: 1/3 of them, a category: 1/8) plus a rare one."""
-    from .synthetic import CATEGORIES
+    from bench.synthetic import CATEGORIES
 
     if words == "none":
         return [f"q{i}" for i in range(n)]
@@ -92,10 +92,10 @@ class FlatBaseline:
 
 
 def measure_encoder(model_name: str = "ViT-B-32", *, threads: int | None = None, repeats: int = 15) -> dict[str, Any]:
-    """Median ms of one text query through the text tower, padded (open_clip) and trimmed (``indexer.text_tower``)."""
+    """Median ms of one text query through the text tower, padded (open_clip) and trimmed (``indexer.encoders.text_tower``)."""
     import torch
 
-    from indexer.text_tower import encode_text_trimmed
+    from indexer.encoders.text_tower import encode_text_trimmed
 
     model, _, tokenizer = common.random_model(model_name, threads=threads)
     texts = ["red striped leather shoe", "blue cotton summer dress with short sleeves", "desk lamp"]
@@ -117,11 +117,11 @@ def run_scale(*, products: int, index_type: str, clustered: bool, queries: int, 
               ef_search: int | None = None, words: str = "none") -> dict[str, Any]:
     import faiss
 
-    from indexer import vectors as vector_files
+    from indexer.store import vectors as vector_files
     from indexer.config import SearchConfig
-    from indexer.encoder import ModelIdentity
-    from indexer.index_types import sample_queries
-    from indexer.store import IndexStore
+    from indexer.encoders.base import ModelIdentity
+    from indexer.store.index_types import sample_queries
+    from indexer.store.reader import IndexStore
     from search import SearchEngine
 
     identity = ModelIdentity(name="synthetic", pretrained=None, fingerprint="synthetic", dim=DIM)
@@ -176,7 +176,7 @@ def run_scale(*, products: int, index_type: str, clustered: bool, queries: int, 
 
 
 def main(args) -> dict[str, Any]:
-    from indexer.index_types import choose_index_type
+    from indexer.store.index_types import choose_index_type
 
     common.quiet_open_clip()
     scales = [int(s) for s in args.scales.split(",")]

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from indexer.config import ModelConfig, SearchConfig
-from indexer.encoder import ModelIdentity, load_encoder
-from indexer.store import IndexStore
+from indexer.encoders.base import ModelIdentity
+from indexer.encoders.loading import load_encoder
+from indexer.store.reader import IndexStore
 from search import SearchEngine
 
-from .synthetic import build_synthetic_index
+from bench.synthetic import build_synthetic_index
 
 
 class _SameIdentity:

@@ -3,7 +3,7 @@
     python -m bench recall                      # 200k x 512, clustered and uniform
     python -m bench recall --vectors 1000000    # the 1M x 512 HNSW target (a long build here)
 
-For each type the build is timed (all cores), then ``indexer.index_types.tune_search`` raises efSearch /
+For each type the build is timed (all cores), then ``indexer.store.index_types.tune_search`` raises efSearch /
 nprobe until recall@10 reaches ``--target`` and times single queries at that setting with one FAISS
 thread.  IVF-PQ is scored with exact re-scoring of its top ``--rerank`` (what the engine does with the
 vectors SQLite keeps); ``engine_recall`` is HNSW's recall when, like the engine, 100 candidates are
@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from . import common
-from .synthetic import unit_rows
+from bench import common
+from bench.synthetic import unit_rows
 
 
 def run_one(index_type: str, vectors: np.ndarray, queries: np.ndarray, *, target: float, rerank: int) -> dict[str, Any]:
     import faiss
 
-    from indexer import vectors as vector_files
-    from indexer.index_types import approximate_neighbours, exact_neighbours, recall_at_k, tune_search
+    from indexer.store import vectors as vector_files
+    from indexer.store.index_types import approximate_neighbours, exact_neighbours, recall_at_k, tune_search
 
     n, dim = vectors.shape
     ids = np.arange(n, dtype=np.int64)
@@ -54,7 +54,7 @@ def run_one(index_type: str, vectors: np.ndarray, queries: np.ndarray, *, target
         "rescored_top": rerank if is_pq else None, "ladder": [list(t) for t in result.tried],
     }
     if "HNSW" in index_type:
-        from indexer.vectors import SearchTuning
+        from indexer.store.vectors import SearchTuning
 
         truth = exact_neighbours(vectors, queries, 10, ids=ids)
         found = approximate_neighbours(index, queries, 10, tuning=SearchTuning(ef_search=128), rerank=100, vectors=vectors, ids=ids)
@@ -64,7 +64,7 @@ def run_one(index_type: str, vectors: np.ndarray, queries: np.ndarray, *, target
 
 
 def main(args) -> dict[str, Any]:
-    from indexer.index_types import choose_index_type, flat_bytes, sample_queries
+    from indexer.store.index_types import choose_index_type, flat_bytes, sample_queries
 
     rows = []
     for data in args.data.split(","):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import common
+from bench import common
 
 CHUNK = 250_000
 
@@ -35,9 +35,9 @@ def _chunk(centres: np.ndarray, seed: int, c: int, size: int) -> np.ndarray:
 def main(args) -> dict[str, Any]:
     import faiss
 
-    from indexer import vectors as vector_files
-    from indexer.index_types import choose_index_type, recall_at_k, sample_queries
-    from indexer.vectors import SearchTuning
+    from indexer.store import vectors as vector_files
+    from indexer.store.index_types import choose_index_type, recall_at_k, sample_queries
+    from indexer.store.vectors import SearchTuning
 
     n, dim, seed = args.vectors, args.dim, 0
     workdir = Path(args.workdir)
@@ -115,7 +115,7 @@ def main(args) -> dict[str, Any]:
 
 
 def configure(parser) -> None:
-    from vitrina.cli_support import parse_size
+    from vitrina.options import parse_size
 
     parser.add_argument("--vectors", type=int, default=10_000_000)
     parser.add_argument("--dim", type=int, default=512)

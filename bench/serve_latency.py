@@ -107,8 +107,8 @@ def _photos(folder: Path | None, index: Path) -> list[Path]:
     else:
         from sqlalchemy import select
 
-        from indexer.schema import ImageRow
-        from indexer.store import IndexStore
+        from indexer.store.schema import ImageRow
+        from indexer.store.reader import IndexStore
 
         with IndexStore.open(index) as store, store.engine.connect() as conn:
             locations = conn.execute(select(ImageRow.location).limit(200)).scalars().all()
@@ -169,7 +169,7 @@ class _Server:
 def _serve_module() -> list[str]:
     from vitrina.cli import cli
 
-    return ["-m", "vitrina", "serve"] if "serve" in cli.commands else ["-m", "vitrina.serve_command"]
+    return ["-m", "vitrina", "serve"] if "serve" in cli.commands else ["-m", "vitrina.commands.serve"]
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from indexer.catalog import ProductRecord
-from indexer.encoder import ModelIdentity
-from indexer.store import EmbeddedImage, EmbeddedProduct, IndexStore
+from indexer.encoders.base import ModelIdentity
+from indexer.store.reader import IndexStore
+from indexer.store.writer import IndexWriter
+from indexer.store.records import EmbeddedImage, EmbeddedProduct
 
 CATEGORIES = ("shoes", "bags", "hats", "shirts", "dresses", "lamps", "mugs", "chairs")
 BRANDS = tuple(f"Brand{i}" for i in range(20))
@@ -28,7 +30,7 @@ def build_synthetic_index(folder: Path, *, products: int, dim: int, identity: Mo
                           clustered: bool = True, batch: int = 5000) -> Path:
     rng = np.random.default_rng(seed)
     store = IndexStore.create(folder, identity=identity, index_type=index_type, model_spec={"name": identity.name})
-    with store, store.writer() as writer:
+    with store, IndexWriter(store) as writer:
         for start in range(0, products, batch):
             n = min(batch, products - start)
             texts = unit_rows(rng, n, dim, clustered=clustered)
@@ -66,7 +68,7 @@ def build_synthetic_bulk(folder: Path, *, text: np.ndarray, images: np.ndarray, 
     """The same folder ``build_synthetic_index`` makes, written in bulk (100k products in seconds, not minutes).
 
     Rows go in with one Core ``executemany`` per table (the schema's triggers still fire), the FAISS
-    files are built with ``indexer.vectors`` and written atomically, and the commit is recorded the way
+    files are built with ``indexer.store.vectors`` and written atomically, and the commit is recorded the way
     ``IndexWriter.commit`` records it, so ``IndexStore.open`` / ``check`` / ``SearchEngine`` read it as usual.
     Product ``i`` has pk ``i + 1``; its images have pks ``i * per + j + 1``.
     """
@@ -75,8 +77,8 @@ def build_synthetic_bulk(folder: Path, *, text: np.ndarray, images: np.ndarray, 
     from sqlalchemy import insert
     from sqlalchemy.orm import Session
 
-    from indexer import vectors as vector_files
-    from indexer.schema import ImageRow, IndexMeta, Product
+    from indexer.store import vectors as vector_files
+    from indexer.store.schema import ImageRow, IndexMeta, Product
 
     products, dim = text.shape
     per = len(images) // max(products, 1)
@@ -119,8 +121,8 @@ def cached_synthetic(cache: Path, *, products: int, dim: int, index_type: str, i
     import sqlite3
     import time
 
-    from indexer import vectors as vector_files
-    from indexer.schema import DATABASE_FILE
+    from indexer.store import vectors as vector_files
+    from indexer.store.schema import DATABASE_FILE
 
     base_key = f"{'clustered' if clustered else 'uniform'}-{products}x{dim}-{images_per_product}img-s{seed}"
     folder = cache / f"{base_key}-{_slug(index_type)}"

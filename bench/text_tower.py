@@ -1,4 +1,4 @@
-"""Text tower on the batch's real token length (``indexer.text_tower``) vs open_clip's padded ``encode_text``.
+"""Text tower on the batch's real token length (``indexer.encoders.text_tower``) vs open_clip's padded ``encode_text``.
 
     python -m bench text-tower --model ViT-B-32 --model vitrina-tiny
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import common
+from bench import common
 
 TEXTS = (
     "red striped leather shoe", "blue cotton summer dress with short sleeves", "desk lamp", "black backpack",
@@ -21,7 +21,7 @@ TEXTS = (
 def run(model_name: str, *, batches: tuple[int, ...] = (1, 32), repeats: int = 9, threads: int | None = None) -> list[dict[str, Any]]:
     import torch
 
-    from indexer.text_tower import encode_text_trimmed, real_length
+    from indexer.encoders.text_tower import encode_text_trimmed, real_length
 
     model, _, tokenizer = common.random_model(model_name, threads=threads)
     rows = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CatalogError
+from indexer.errors import CatalogError
 
 #: Fields with a meaning of their own; every other field is kept as an attribute.
 KNOWN_FIELDS = ("id", "title", "description", "image", "images", "price", "category", "brand")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .fetch import FetchPolicy
+from indexer.media.fetch import FetchPolicy
 
 #: "auto": Flat while small, HNSW while it fits ``max_memory``, IVF-PQ beyond (re-chosen as the index grows).
 AUTO_INDEX_TYPE = "auto"

@@ -19,15 +19,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .catalog import ProductRecord, RowError, iter_products
-from .config import IndexConfig
-from .encoder import Encoder
-from .errors import ImageError
-from .fetch import fetch_many
-from .images import decode_image, read_file
-from .prefetch import prefetch
-from .stages import StageTimes
-from .store import EmbeddedImage, EmbeddedProduct, IndexStore
+from indexer.catalog import ProductRecord, RowError, iter_products
+from indexer.config import IndexConfig
+from indexer.encoders.base import Encoder
+from indexer.errors import ImageError
+from indexer.media.fetch import fetch_many
+from indexer.media.images import decode_image, read_file
+from indexer.prefetch import prefetch
+from indexer.stages import StageTimes
+from indexer.store.reader import IndexStore
+from indexer.store.writer import IndexWriter
+from indexer.store.records import EmbeddedImage, EmbeddedProduct
 
 
 #: Prepared batches waiting ahead of the model (each holds preprocessed pixels, not full-size photos).
@@ -133,7 +135,7 @@ def build_index(
         model_spec=model_spec or {"name": encoder.identity.name, "pretrained": encoder.identity.pretrained},
     )
     try:
-        with store.writer() as writer:
+        with IndexWriter(store) as writer:
             stored = store.content_hashes()
             changes = 0
 

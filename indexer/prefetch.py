@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .config import ImageLimits
-from .errors import ImageError
-from .images import DEFAULT_LIMITS, decode_image
+from indexer.config import ImageLimits
+from indexer.errors import ImageError
+from indexer.media.images import DEFAULT_LIMITS, decode_image
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -9,8 +9,8 @@
 from indexer.config import SearchConfig
 from indexer.errors import ImageError, IndexFormatError, ModelError, QueryError, VitrinaError
 
-from .engine import Hit, SearchEngine, SearchResult
-from .query import Term
+from search.engine import Hit, SearchEngine, SearchResult
+from search.query import Term
 
 __all__ = [
     "Hit",

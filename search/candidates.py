@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .query import Term
+from search.query import Term
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,22 +13,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from indexer import vectors as vector_files
+from indexer.store import vectors as vector_files
 from indexer.config import ModelConfig, SearchConfig
-from indexer.encoder import Encoder, load_encoder
+from indexer.encoders.base import Encoder
+from indexer.encoders.loading import load_encoder
 from indexer.errors import IndexFormatError, ModelError, QueryError
-from indexer.images import load_image
-from indexer.store import IndexStore
+from indexer.media.images import load_image
+from indexer.store.reader import IndexStore
 
-from . import fusion
-from .filters import compile_where
-from .candidates import Candidates, QueryInfo
-from .query import Term, build_terms, query_words
-from .vector_view import VectorView
+from search import fusion
+from search.filters import compile_where
+from search.candidates import Candidates, QueryInfo
+from search.query import Term, build_terms, query_words
+from search.rerank.storage import load_reranker
+from search.vector_view import VectorView
 
 
 class Reranker(Protocol):
-    """Re-scores the top candidates of a query (``search.rerank`` trains and loads one)."""
+    """Re-scores the top candidates of a query (``search.rerank.storage`` trains and loads one)."""
 
     def rerank(self, candidates: Candidates) -> Candidates: ...
 
@@ -118,7 +120,7 @@ class SearchEngine:
         self._lock = threading.RLock()
         self._text_cache = _TextCache()
         self._load_indexes()
-        #: A trained re-ranker (``search.rerank``) or None; set by ``open`` when the index has one.
+        #: A trained re-ranker (``search.rerank.storage``) or None; set by ``open`` when the index has one.
         self.reranker: Reranker | None = reranker
 
     @classmethod
@@ -144,8 +146,6 @@ class SearchEngine:
                 encoder = load_encoder(model)
             reranker = None
             if rerank:
-                from .rerank import load_reranker
-
                 reranker = load_reranker(store)
             return cls(store, encoder, config=config, reranker=reranker)
         except BaseException:

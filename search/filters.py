@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, not_, or_
 
 from indexer.errors import QueryError
-from indexer.schema import Product
+from indexer.store.schema import Product
 
 COLUMNS = {"id": Product.id, "price": Product.price, "category": Product.category, "brand": Product.brand}
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin")

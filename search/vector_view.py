@@ -12,8 +12,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer import vectors as vector_files
-from indexer.store import MODALITIES, IndexStore
+from indexer.store import vectors as vector_files
+from indexer.store.reader import IndexStore
+from indexer.store.records import MODALITIES
 
 
 class VectorView:

@@ -29,7 +29,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import open_clip
     import torch
 
-    from indexer.model_folder import save_model_folder
+    from indexer.encoders.model_folder import save_model_folder
 
     configs = tmp_path_factory.mktemp("model-configs")
     (configs / f"{TINY_NAME}.json").write_text(json.dumps(TINY_CONFIG))
@@ -42,7 +42,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir):
     from indexer.config import ModelConfig
-    from indexer.encoder import load_encoder
+    from indexer.encoders.loading import load_encoder
 
     return load_encoder(ModelConfig(name=str(tiny_model_dir)))
 

@@ -23,7 +23,11 @@ def die() -> None:
 def plant(point: str, n: int) -> None:
     import faiss
 
-    from indexer import encoder, vectors, writer
+    from indexer.encoders import open_clip as encoder
+
+    from indexer.store import vectors
+
+    from indexer.store import writer
 
     calls = {"count": 0}
 

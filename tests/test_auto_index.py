@@ -6,13 +6,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from indexer import index_types
+from indexer.store import index_types
 from indexer.config import IndexConfig
 from indexer.pipeline import build_index
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
 from search import SearchEngine
 from vitrina.cli import cli
-from vitrina.cli_support import parse_size
+from vitrina.options import parse_size
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_max_memory_option_parses_sizes_and_refuses_nonsense(tmp_path, catalog):
 
 
 def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, tiny_encoder, monkeypatch):
-    from indexer import writer
+    from indexer.store import writer
 
     monkeypatch.setattr(writer, "RESCORE_DEPTHS", (10, 36))  # 4-bit PQ codes over 32-d: coarse
     folder = tmp_path / "idx"

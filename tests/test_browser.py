@@ -39,7 +39,7 @@ def chromium() -> Path:
 def demo_index(tmp_path_factory, tiny_encoder) -> tuple[Path, Path]:
     """A small realistic demo catalog, indexed with the tiny test model: (catalog folder, index folder)."""
     from indexer.pipeline import build_index
-    from vitrina.demo_catalog import generate_catalog
+    from vitrina.demo.catalog import generate_catalog
 
     folder = tmp_path_factory.mktemp("browser")
     generate_catalog(folder / "catalog", products=40, seed=11, image_size=128, queries=4)
@@ -52,7 +52,7 @@ def serve_command(index: Path, port: int) -> list[str]:
     """`vitrina serve`, or the command's own module while the CLI does not register it yet."""
     from vitrina.cli import cli
 
-    head = ["-m", "vitrina", "serve"] if "serve" in cli.commands else ["-m", "vitrina.serve_command"]
+    head = ["-m", "vitrina", "serve"] if "serve" in cli.commands else ["-m", "vitrina.commands.serve"]
     return [sys.executable, *head, "--index", str(index), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from indexer.config import ModelConfig
-from indexer.encoder import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_encoder
-from vitrina.demo_quality import measure_demo_quality
+from indexer.encoders.loading import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_encoder
+from vitrina.demo.quality import measure_demo_quality
 
 
 def test_bundled_model_is_shipped_small_and_the_default():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vitrina.contact_sheet import PLACEHOLDER, render_contact_sheet, sheet_layout
+from vitrina.demo.contact_sheet import PLACEHOLDER, render_contact_sheet, sheet_layout
 
 COLOURS = [(220, 30, 30), (30, 170, 60), (30, 60, 220), (240, 210, 40), (150, 40, 170), (20, 170, 190), (240, 120, 20)]
 MISSING, NO_PRICE, CORRUPT = 2, 4, 5

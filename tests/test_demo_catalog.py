@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitrina.demo_catalog import (
+from vitrina.demo.catalog import (
     BRANDS,
     CATEGORIES,
     COLOUR_SPECS,
@@ -21,7 +21,7 @@ from vitrina.demo_catalog import (
     DemoCatalogReport,
     generate_catalog,
 )
-from vitrina.demo_drawing import SHAPE_NAMES
+from vitrina.demo.drawing import SHAPE_NAMES
 
 SIZE = 96
 PALETTE = np.array([c.rgb for c in COLOUR_SPECS], dtype=np.float32)

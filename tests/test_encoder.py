@@ -6,7 +6,8 @@ from PIL import Image
 
 from conftest import TINY_NAME
 from indexer.config import ModelConfig
-from indexer.encoder import BUNDLED_MODEL_NAME, Encoder, load_encoder, resolve_model_name
+from indexer.encoders.base import Encoder
+from indexer.encoders.loading import BUNDLED_MODEL_NAME, load_encoder, resolve_model_name
 from indexer.errors import ModelError
 
 
@@ -64,7 +65,7 @@ def test_folder_without_config_is_refused(tmp_path):
 
 
 def test_default_model_is_the_bundled_one_or_a_clear_error(monkeypatch, tmp_path):
-    import indexer.encoder as encoder_module
+    import indexer.encoders.loading as encoder_module
 
     monkeypatch.setattr(encoder_module, "BUNDLED_MODEL_DIR", tmp_path / "absent")
     with pytest.raises(ModelError, match="bundled demo model is missing"):

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from indexer.config import IndexConfig, SearchConfig
-from indexer.encoder import ModelIdentity
+from indexer.encoders.base import ModelIdentity
 from indexer.errors import ModelError, QueryError
 from indexer.pipeline import build_index
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
 from search import SearchEngine
 from search.fusion import fuse, modality_scores
 

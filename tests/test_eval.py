@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from conftest import write_catalog
 from indexer.pipeline import build_index
-from search.evaluate import EvalConfig, checks, query_groups
-from search.judgments import JudgmentsError, id_queries, read_judgments, split_queries
-from vitrina.rerank_commands import register
+from search.evaluation.evaluate import EvalConfig, checks, query_groups
+from search.evaluation.judgments import JudgmentsError, id_queries, read_judgments, split_queries
+from vitrina.commands.rerank import register
 
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("square", "circle", "triangle")

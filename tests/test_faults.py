@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import write_catalog
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
 from search import SearchEngine
 
 pytestmark = pytest.mark.slow

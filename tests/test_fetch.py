@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl, quote
 import pytest
 from PIL import Image
 
-from indexer import fetch
+from indexer.media import fetch
 from indexer.errors import ImageError
-from indexer.fetch import FetchPolicy, classify_address, fetch_many, fetch_url, parse_retry_after, retry_delay
+from indexer.media.fetch import FetchPolicy, classify_address, fetch_many, fetch_url, parse_retry_after, retry_delay
 
 buffer = io.BytesIO()
 Image.new("RGB", (4, 4), (200, 10, 10)).save(buffer, format="PNG")

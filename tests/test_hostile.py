@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from indexer.pipeline import build_index
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
 from search import SearchEngine
 
 

@@ -5,7 +5,7 @@ from PIL import Image
 
 from indexer.config import ImageLimits
 from indexer.errors import ImageError
-from indexer.images import decode_image, load_image
+from indexer.media.images import decode_image, load_image
 
 
 def encoded(image: Image.Image, fmt: str, **params) -> bytes:

@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer import vectors as vector_files
-from indexer.index_types import (
+from indexer.store import vectors as vector_files
+from indexer.store.index_types import (
     FLAT_SCAN_BYTES,
     choose_index_type,
     hnsw_bytes,
@@ -17,7 +17,7 @@ from indexer.index_types import (
     tune_search,
     tune_search_params,
 )
-from indexer.vectors import SearchTuning
+from indexer.store.vectors import SearchTuning
 
 
 @pytest.fixture(autouse=True)

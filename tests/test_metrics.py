@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from search import metrics
+from search.evaluation import metrics
 
 # A system returned four products with labels 3, 0, 1, 0; the judgments hold labels 3, 2, 1 (and a 0).
 RANKED = [3, 0, 1, 0]

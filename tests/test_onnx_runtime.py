@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from conftest import draw_product
 
 from indexer.config import IndexConfig, ModelConfig
-from indexer.encoder import load_encoder
+from indexer.encoders.loading import load_encoder
 from indexer.pipeline import build_index
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
 from vitrina.cli import cli
 
 
@@ -78,7 +78,7 @@ def test_without_onnxruntime_the_torch_encoder_is_used(tiny_model_dir, tmp_path,
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    with caplog.at_level(logging.WARNING, logger="indexer.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="indexer.encoders.onnx"):
         encoder = load_encoder(ModelConfig(name=str(tiny_model_dir), runtime="onnx", onnx_cache=str(tmp_path)))
     assert encoder.runtime == "torch" and "onnxruntime is not installed" in caplog.text
     result = CliRunner().invoke(cli, ["index", str(catalog), "--index", str(tmp_path / "i"),

@@ -4,7 +4,8 @@ import pytest
 from indexer.config import IndexConfig
 from indexer.errors import IndexFormatError
 from indexer.pipeline import build_index
-from indexer.store import IndexStore
+from indexer.store.reader import IndexStore
+from indexer.store.writer import IndexWriter
 
 
 def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
@@ -77,7 +78,7 @@ def test_open_refuses_non_index_folders_and_torn_files(tmp_path, built_index):
 
 
 def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypatch, tiny_encoder, catalog):
-    from indexer import vectors
+    from indexer.store import vectors
 
     with IndexStore.open(built_index) as store:
         before = store.counts(), store.commit_info
@@ -146,12 +147,12 @@ def test_a_second_writer_is_refused_while_readers_go_on(built_index, tiny_encode
     from indexer.errors import IndexLockedError
     from search import SearchEngine
 
-    with IndexStore.open(built_index, writable=True) as first, first.writer():
+    with IndexStore.open(built_index, writable=True) as first, IndexWriter(first):
         with IndexStore.open(built_index, writable=True) as second, pytest.raises(IndexLockedError, match=r"another writer \(pid \d+\)"):
-            second.writer()
+            IndexWriter(second)
         with SearchEngine.open(built_index, encoder=tiny_encoder) as engine:
             assert len(engine.search("red", k=3)) == 3
-    with IndexStore.open(built_index, writable=True) as third, third.writer():
+    with IndexStore.open(built_index, writable=True) as third, IndexWriter(third):
         pass  # the lock was released
 
 

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from indexer.text_tower import can_trim, encode_text_trimmed, real_length
+from indexer.encoders.text_tower import can_trim, encode_text_trimmed, real_length
 
 TEXTS = ["red", "a blue striped cotton summer dress with short sleeves", "", "lamp " * 200]
 

@@ -9,9 +9,9 @@ import pytest
 from conftest import write_catalog
 
 from indexer.config import ModelConfig
-from indexer.encoder import load_encoder
+from indexer.encoders.loading import load_encoder
 from indexer.errors import CatalogError, ModelError
-from indexer.train import CARD_JSON, CARD_MD, TrainConfig, TrainEvent, train_model
+from indexer.train.run import CARD_JSON, CARD_MD, TrainConfig, TrainEvent, train_model
 
 FAST = dict(batch_size=12, val_fraction=0.2, threads=1, half=False)
 
@@ -150,7 +150,7 @@ def test_bad_settings_are_refused():
 def test_hard_batches_group_look_alikes():
     import torch
 
-    from indexer.train import hard_batch_order
+    from indexer.train.run import hard_batch_order
 
     # three tight clusters of 4 rows each, shuffled
     centres = torch.eye(3)
@@ -165,7 +165,7 @@ def test_hard_batches_group_look_alikes():
 
 
 def test_attribute_vocab_lists_each_fields_values_and_labels_products():
-    from indexer.train_data import TrainProduct, attribute_vocab
+    from indexer.train.data import TrainProduct, attribute_vocab
 
     def product(pid, **attrs):
         return TrainProduct(id=pid, text=pid, title=pid, description="", image_rows=(0,),

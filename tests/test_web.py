@@ -1,4 +1,4 @@
-"""The HTTP API (search.web) through FastAPI's TestClient on the 24-product test index."""
+"""The HTTP API (search.web.app) through FastAPI's TestClient on the 24-product test index."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import draw_product, open_built_engine, write_catalog
 from search import SearchEngine
 from search.facets import count_facets, nice_edges, price_buckets
-from search.web import WebConfig, _ImageRoots, create_app, parse_refine
+from search.web.app import WebConfig, _ImageRoots, create_app, parse_refine
 
 CAP = WebConfig().max_upload_bytes
 
@@ -402,7 +402,7 @@ def test_concurrent_requests_from_threads(client, web_catalog):
 def test_serve_command_registers_and_fails_cleanly_without_an_index(tmp_path):
     import click
 
-    from vitrina.serve_command import register
+    from vitrina.commands.serve import register
 
     group = click.Group()
     register(group)

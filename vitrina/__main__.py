@@ -1,3 +1,3 @@
-from .cli import main
+from vitrina.cli import main
 
 main()

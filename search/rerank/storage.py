@@ -1,0 +1,163 @@
+"""The fusion classifier as stored in an index folder: scoring, saving and loading (no engine, no torch).
+
+    save_reranker(reranker, engine.store.folder)     # INDEX/reranker/{reranker.json, weights.npz}
+    engine.reranker = load_reranker(engine.store)    # None when the index has none
+
+``reranker.json`` holds the format version, architecture, feature lists, normalisation statistics and the
+identity of the index it was trained on (model fingerprint + the index's ``created_at``); ``weights.npz`` the
+parameters (no pickle).  :func:`load_reranker` refuses (``ModelError``, naming both) a classifier trained on
+another index or model, or on another feature set.  Scoring is numpy only; torch is imported for training.
+Training lives in :mod:`search.rerank.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from indexer.errors import ModelError
+from indexer.store.schema import IndexMeta
+from indexer.store.reader import IndexStore
+
+from search.candidates import Candidates
+from search.rerank.features import FEATURE_VERSION, QUERY_FEATURES, build_features, channel_columns, channel_names, feature_names
+from search.rerank.model import ARCHITECTURES, Normaliser, RerankerConfig, forward
+
+__all__ = ["FusionReranker", "index_identity", "load_reranker", "read_reranker", "save_reranker", "reranker_meta"]
+
+RERANKER_DIR = "reranker"
+META_FILE = "reranker.json"
+WEIGHTS_FILE = "weights.npz"
+FORMAT = "vitrina-reranker"
+FORMAT_VERSION = 1
+#: Products whose tokenised metadata a loaded classifier keeps in memory.
+PROFILE_CACHE = 100_000
+
+
+class FusionReranker:
+    """Scores (query, candidate) pairs from ``build_features``; implements the engine's ``Reranker``."""
+
+    def __init__(self, *, arch: str, params: dict[str, np.ndarray], norm: Normaliser, meta: dict[str, Any]):
+        self.arch = arch
+        self.attributes: tuple[str, ...] = tuple(meta.get("attributes", ()))
+        self.channels = channel_columns(self.attributes)
+        self.params = params
+        self.norm = norm
+        self.meta = meta
+        self._profiles: dict = {}  # product metadata tokenised once (see build_features)
+
+    def score(self, candidates: Candidates) -> np.ndarray:
+        if len(self._profiles) > PROFILE_CACHE:
+            self._profiles = {}
+        rows, query = build_features(candidates, attributes=self.attributes, cache=self._profiles)
+        return forward(self.arch, self.params, self.norm, rows, query, self.channels)
+
+    def rerank(self, candidates: Candidates) -> Candidates:
+        if len(candidates) == 0:
+            return candidates
+        return candidates.with_rerank(self.score(candidates))
+
+    def describe(self) -> str:
+        trained = self.meta.get("trained", {})
+        return f"{self.arch} fusion classifier (val nDCG@10 {trained.get('val_ndcg')}, fused {trained.get('baseline_val_ndcg')})"
+
+
+def reranker_meta(config: RerankerConfig, *, attributes: Sequence[str], depth: int, identity: dict[str, Any], norm: Normaliser,
+          trained: dict[str, Any]) -> dict[str, Any]:
+    """What ``reranker.json`` holds besides the weights."""
+    return {
+        "format": FORMAT, "version": FORMAT_VERSION, "feature_version": FEATURE_VERSION, "architecture": config.arch,
+        "hidden": config.hidden, "objective": config.objective, "depth": depth, "attributes": list(attributes),
+        "features": list(feature_names(attributes)), "query_features": list(QUERY_FEATURES),
+        "channels": list(channel_names(attributes)), "normalisation": norm.to_json(),
+        "index": identity, "trained": trained,
+    }
+
+
+# -- identity and persistence ----------------------------------------------------------------------------------
+def index_identity(store: IndexStore) -> dict[str, Any]:
+    """What a classifier remembers of its index: the model's fingerprint and the index's creation time."""
+    with store.engine.connect() as conn:
+        created = conn.execute(select(IndexMeta.value).where(IndexMeta.key == "created_at")).scalar_one_or_none()
+    return {"model": store.identity.name, "pretrained": store.identity.pretrained,
+            "model_fingerprint": store.identity.fingerprint, "dim": store.identity.dim, "created_at": created,
+            "products": store.counts()["products"]}
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    created = identity.get("created_at")
+    when = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds") if isinstance(created, (int, float)) else "?"
+    return f"model {identity.get('model')} (weights {str(identity.get('model_fingerprint'))[:12]}), index created {when}"
+
+
+def save_reranker(reranker: FusionReranker, index_folder: str | Path) -> Path:
+    """Write ``INDEX/reranker/`` (replacing one that is there) and return its path."""
+    target = Path(index_folder) / RERANKER_DIR
+    staging = target.with_name(f"{RERANKER_DIR}.tmp-{os.getpid()}")
+    old = target.with_name(f"{RERANKER_DIR}.old-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with (staging / WEIGHTS_FILE).open("wb") as handle:
+        np.savez(handle, **reranker.params)
+    (staging / META_FILE).write_text(json.dumps(reranker.meta, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_reranker(folder: str | Path) -> FusionReranker:
+    """A stored classifier (``INDEX/reranker``) without checking which index it belongs to."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as stored:
+            params = {k: np.asarray(stored[k], dtype=np.float32) for k in stored.files}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder}: unreadable re-ranker ({exc}); retrain it with `vitrina train-reranker`") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ModelError(f"{folder}: not a re-ranker of format {FORMAT} v{FORMAT_VERSION}; retrain it with `vitrina train-reranker`")
+    attributes = meta.get("attributes") if isinstance(meta.get("attributes"), list) else []
+    if (meta.get("feature_version") != FEATURE_VERSION or meta.get("features") != list(feature_names(attributes))
+            or meta.get("query_features") != list(QUERY_FEATURES) or meta.get("channels") != list(channel_names(attributes))):
+        raise ModelError(f"{folder}: trained on another feature set (v{meta.get('feature_version')}, "
+                         f"{len(meta.get('features') or [])} features; this vitrina computes v{FEATURE_VERSION}, "
+                         f"{len(feature_names(attributes))}); retrain it with `vitrina train-reranker`")
+    arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"{folder}: unknown re-ranker architecture {arch!r}; retrain it with `vitrina train-reranker`")
+    try:
+        norm = Normaliser.from_json(meta["normalisation"])
+        probe = forward(arch, params, norm, np.zeros((2, len(meta["features"])), np.float32),
+                        np.zeros(len(QUERY_FEATURES), np.float32), channel_columns(attributes))
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(f"{folder}: malformed re-ranker weights ({exc!r}); retrain it with `vitrina train-reranker`") from None
+    if probe.shape != (2,):
+        raise ModelError(f"{folder}: malformed re-ranker weights; retrain it with `vitrina train-reranker`")
+    return FusionReranker(arch=arch, params=params, norm=norm, meta=meta)
+
+
+def load_reranker(store: IndexStore) -> FusionReranker | None:
+    """The classifier stored in ``store``'s folder, None when there is none; ``ModelError`` when it was
+    trained for another index or model."""
+    folder = store.folder / RERANKER_DIR
+    if not (folder / META_FILE).is_file():
+        return None
+    reranker = read_reranker(folder)
+    trained, current = reranker.meta.get("index", {}), index_identity(store)
+    if trained.get("model_fingerprint") != current["model_fingerprint"] or trained.get("created_at") != current["created_at"]:
+        raise ModelError(
+            f"{folder} was trained for another index ({_describe(trained)}); this index has {_describe(current)}. "
+            f"Retrain it with `vitrina train-reranker --index {store.folder} --judgments FILE`, "
+            "or search without it (rerank=False, --no-rerank)"
+        )
+    return reranker

@@ -1,0 +1,109 @@
+"""`vitrina search`: text, photo and product queries with weights, filters, --json and a contact sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer.config import ModelConfig, SearchConfig
+
+from vitrina.options import INDEX_OPTION, domain_errors, model_options
+from vitrina.output import format_hits
+
+
+def parse_term(text: str) -> tuple[Any, float]:
+    """``KIND:VALUE[=WEIGHT]`` → a term for ``SearchEngine.search(terms=...)``."""
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("text", "image", "product"):
+        raise click.BadParameter(f"{text!r}: expected KIND:VALUE[=WEIGHT] with KIND text, image or product")
+    value, weight = rest, 1.0
+    head, eq, tail = rest.rpartition("=")
+    if eq:
+        try:
+            weight = float(tail)
+            value = head
+        except ValueError:
+            pass
+    if not value:
+        raise click.BadParameter(f"{text!r}: empty value")
+    if kind == "image":
+        return Path(value), weight
+    if kind == "product":
+        return {"product": value}, weight
+    return value, weight
+
+
+@click.command("search")
+@click.argument("text", required=False)
+@INDEX_OPTION
+@click.option("--image", "image_path", type=click.Path(path_type=Path), help="A photo to search with (path).")
+@click.option("--text-weight", default=1.0, show_default=True, type=float, help="Weight of TEXT in the query.")
+@click.option("--image-weight", default=1.0, show_default=True, type=float, help="Weight of --image in the query.")
+@click.option("--term", "terms", multiple=True, metavar="KIND:VALUE=WEIGHT",
+              help="Extra weighted term, repeatable: text:sleeveless=-0.3, image:photo.jpg=0.5, product:SKU-1=1.")
+@click.option("--like", "like", metavar="ID", help="More like this product (the product itself is excluded).")
+@click.option("--where", "where", multiple=True, metavar="EXPR",
+              help="Filter, repeatable: category=shoes, price<50, brand=A,B, color!=red, or JSON.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Skip this many hits (paging).")
+@click.option("--image-share", type=click.FloatRange(0, 1), help=f"How much product photos count against product text [default: {SearchConfig().image_share}].")
+@click.option("--lexical-weight", type=click.FloatRange(0, 1),
+              help=f"How much the BM25 word match adds; 0 turns word search off [default: {SearchConfig().lexical_weight}].")
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--sheet", "sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the query and its hits as a contact sheet PNG.")
+@click.option("--no-rerank", is_flag=True, help="Rank by the weighted-sum fusion only, without the index's trained re-ranker.")
+@domain_errors
+def search_command(text: str | None, index_dir: Path, image_path: Path | None, text_weight: float, image_weight: float,
+                   terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
+                   image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
+                   sheet: Path | None, no_rerank: bool) -> None:
+    """Search an index by text, by photo, or both, with weights and filters.
+
+    Examples:
+
+        vitrina search "red striped t-shirt" --index my-index
+
+        vitrina search "but in blue" --image photo.jpg --image-weight 1 --text-weight 0.6 --index my-index
+
+        vitrina search --term "text:red dress=1" --term "text:sleeveless=-0.3" --where "price<50" --index my-index
+
+        vitrina search --like SKU-1 -k 5 --index my-index --json
+    """
+    from search import SearchEngine
+    from search.filters import parse_where
+
+    parsed_terms = [parse_term(t) for t in terms]
+    if like:
+        parsed_terms.append(({"product": like}, 1.0))
+    if not (text or image_path or parsed_terms):
+        raise click.UsageError("give TEXT, --image, --term or --like")
+    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads) if model else None
+    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank) as engine:
+        result = engine.search(
+            text=text, image=image_path, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
+            where=parse_where(where), k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
+            exclude=[like] if like else (),
+        )
+    if sheet:
+        from vitrina.demo.contact_sheet import render_contact_sheet
+
+        described = [f'"{text}" x{text_weight:g}'] if text else []
+        described += [f"photo x{image_weight:g}"] if image_path else []
+        described += list(terms) + ([f"like {like}"] if like else [])
+        render_contact_sheet([h.to_json() for h in result], sheet, query_text="  ".join(described), query_image=image_path,
+                             title=f"vitrina search  ({index_dir})")
+        click.echo(f"contact sheet: {sheet}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return
+    click.echo(format_hits(result.hits, offset=offset))
+    click.echo(f"{len(result)} hits from {result.candidates} candidates in {result.timings.get('total', 0):.0f} ms", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(search_command)

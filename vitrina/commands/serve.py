@@ -1,0 +1,112 @@
+"""``vitrina serve``: the HTTP API and the upload-a-photo page (``search.web.app``) under uvicorn.
+
+The model and the index load once, before the port opens, so ``/healthz`` answers only when
+both are ready.  With ``--workers N`` each worker process loads its own copy; the settings
+travel to them in the ``VITRINA_SERVE_SETTINGS`` environment variable.
+
+This module imports nothing of ``vitrina.cli`` (the CLI imports it, and a uvicorn worker
+imports it on its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+SETTINGS_ENV = "VITRINA_SERVE_SETTINGS"
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve_command)
+
+
+def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
+    """(app, engine) from serve settings; the caller closes the engine."""
+    from indexer.config import ModelConfig
+    from search import SearchEngine
+    from search.web.app import WebConfig, create_app
+
+    model = ModelConfig(name=settings["model"], pretrained=settings["pretrained"], threads=settings["threads"]) \
+        if settings.get("model") else None
+    engine = SearchEngine.open(settings["index"], model=model)
+    try:
+        config = WebConfig(max_upload_bytes=settings["max_upload_bytes"], facet_depth=settings["facet_depth"],
+                           search_threads=settings["search_threads"])
+        return create_app(engine, config=config), engine
+    except BaseException:
+        engine.close()
+        raise
+
+
+def app_from_env() -> Any:
+    """The app of one uvicorn worker (``--workers N``), built from ``$VITRINA_SERVE_SETTINGS``."""
+    app, _engine = open_app(json.loads(os.environ[SETTINGS_ENV]))
+    return app  # the engine lives as long as the worker process
+
+
+@click.command("serve")
+@click.option("--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
+              help="Index folder (default: $VITRINA_INDEX).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes; each loads the model and the index.")
+@click.option("--model", help="open_clip model to query with (default: the one the index was built with).")
+@click.option("--pretrained", help="Pretrained tag or checkpoint for --model.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads per worker (default: torch's choice).")
+@click.option("--search-threads", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Searches run at once per worker (the thread pool for decoding, encoding and searching).")
+@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Largest photo accepted (413 above it).")
+@click.option("--facet-depth", default=200, show_default=True, type=click.IntRange(1, 1000),
+              help="Facets count this many top results of a query.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn's log level.")
+def serve_command(index_dir: Path, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
+                  threads: int | None, search_threads: int, max_upload_mb: float, facet_depth: int, log_level: str) -> None:
+    """Serve the search API and the upload-a-photo page over HTTP.
+
+    Open http://HOST:PORT/ for the page, /docs for the API. The model and the index
+    load once at start; /healthz answers 200 when they are ready.
+
+    Example:
+
+        vitrina serve --index my-index --port 8000
+    """
+    import uvicorn
+
+    from indexer.errors import VitrinaError
+
+    settings = {
+        "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads,
+        "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
+    }
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    try:
+        if workers > 1:
+            from indexer.store.reader import IndexStore
+
+            IndexStore.open(index_dir).close()  # fail here, not in every worker
+            os.environ[SETTINGS_ENV] = json.dumps(settings)
+            click.echo(f"vitrina: {workers} workers loading {index_dir}; page at {url}", err=True)
+            uvicorn.run("vitrina.commands.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                        log_level=log_level, timeout_graceful_shutdown=5)
+            return
+        app, engine = open_app(settings)
+    except VitrinaError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        counts = engine.store.counts()
+        click.echo(f"vitrina: {counts['products']} products from {index_dir} with {engine.encoder.identity.describe()}; "
+                   f"page at {url}, API at {url}docs", err=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":  # python -m vitrina.commands.serve --index DIR (before `serve` is registered)
+    serve_command()

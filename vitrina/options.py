@@ -1,0 +1,67 @@
+"""Pieces shared by the command modules: domain errors to clean exits, byte-size and model options, --index."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from pathlib import Path
+
+import click
+
+from indexer.errors import VitrinaError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def domain_errors(func):
+    """Turn library exceptions (``VitrinaError``) into one clean line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except VitrinaError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: a number with an optional unit (``512MB``, ``2GiB``, ``1.5G``, ``1000000``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MB, 2GB, 1.5GiB)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class ByteSize(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            size = parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r}: the size must be positive", param, ctx)
+        return size
+
+
+INDEX_OPTION = click.option(
+    "--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
+    help="Index folder (default: $VITRINA_INDEX).",
+)
+
+
+def model_options(func):
+    func = click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (default: torch's choice).")(func)
+    func = click.option("--pretrained", help="Pretrained tag (laion2b_s34b_b79k), a local checkpoint file, or 'random'.")(func)
+    func = click.option(
+        "--model", help="open_clip model: an architecture (ViT-B-32), hf-hub:ORG/REPO, or a model folder. Default: the bundled demo model."
+    )(func)
+    return func
