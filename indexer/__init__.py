@@ -1,0 +1,53 @@
+"""vitrina's write path: read a catalog, load its images safely, embed them, store an index folder.
+
+    from indexer import IndexConfig, IndexStore, ModelConfig, build_index, load_encoder
+    encoder = load_encoder(ModelConfig())                  # the bundled demo model
+    report = build_index("catalog.jsonl", "my-index", encoder=encoder, config=IndexConfig())
+    with IndexStore.open("my-index") as store:
+        print(store.counts())
+
+Subpackages: ``media`` (safe image decoding, SSRF-guarded fetching), ``encoders`` (open_clip, ONNX),
+``store`` (the on-disk contract: SQLite + FAISS), ``train`` (training a model on a catalog).
+"""
+
+from indexer.catalog import ProductRecord, RowError, iter_products
+from indexer.config import ImageLimits, IndexConfig, ModelConfig, SearchConfig, VectorIndexConfig
+from indexer.encoders import Encoder, ModelIdentity, OpenClipEncoder, load_encoder
+from indexer.errors import (CatalogError, ImageError, ImageRefusedError, ImageTooLargeError, IndexFormatError,
+                            IndexLockedError, ModelError, QueryError, VitrinaError)
+from indexer.media.fetch import FetchPolicy
+from indexer.pipeline import IndexReport, Problem, build_index
+from indexer.store import CommitInfo, EmbeddedImage, EmbeddedProduct, IndexStore, IndexWriter
+
+__all__ = [
+    "CatalogError",
+    "CommitInfo",
+    "EmbeddedImage",
+    "EmbeddedProduct",
+    "Encoder",
+    "FetchPolicy",
+    "ImageError",
+    "ImageLimits",
+    "ImageRefusedError",
+    "ImageTooLargeError",
+    "IndexConfig",
+    "IndexFormatError",
+    "IndexLockedError",
+    "IndexReport",
+    "IndexStore",
+    "IndexWriter",
+    "ModelConfig",
+    "ModelError",
+    "ModelIdentity",
+    "OpenClipEncoder",
+    "Problem",
+    "ProductRecord",
+    "QueryError",
+    "RowError",
+    "SearchConfig",
+    "VectorIndexConfig",
+    "VitrinaError",
+    "build_index",
+    "iter_products",
+    "load_encoder",
+]

@@ -4,7 +4,9 @@ The edges (CLI, HTTP) translate them into one clear line and an exit code or a 4
 
     VitrinaError
     ├── CatalogError       a catalog file or row cannot be read
-    ├── ImageError         an image cannot be fetched, decoded or is refused
+    ├── ImageError         an image cannot be fetched or decoded
+    │   ├── ImageRefusedError   its format is not accepted, or it is not an image at all
+    │   └── ImageTooLargeError  over a byte, pixel or shape limit (or a decompression bomb)
     ├── ModelError         a model cannot be loaded, or does not match an index
     ├── IndexFormatError   an index folder is missing, torn or of another version
     ├── IndexLockedError   another process is writing to the index folder
@@ -24,6 +26,14 @@ class CatalogError(VitrinaError):
 
 class ImageError(VitrinaError):
     """An image could not be loaded: missing, refused format, too large, undecodable."""
+
+
+class ImageRefusedError(ImageError):
+    """The content is not an image, or its format is not on the allowlist (HTTP 415)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image is over a byte, pixel or shape limit, or a decompression bomb (HTTP 413)."""
 
 
 class ModelError(VitrinaError):

@@ -32,8 +32,6 @@ from indexer.store.writer import IndexWriter
 from indexer.store.records import EmbeddedImage, EmbeddedProduct
 
 
-#: Prepared batches waiting ahead of the model (each holds preprocessed pixels, not full-size photos).
-PREFETCH_DEPTH = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,14 +133,14 @@ def build_index(
         model_spec=model_spec or {"name": encoder.identity.name, "pretrained": encoder.identity.pretrained},
     )
     try:
-        with IndexWriter(store) as writer:
+        with IndexWriter(store, config=config.vectors) as writer:
             stored = store.content_hashes()
             changes = 0
 
             def prepare(batch: list[ProductRecord]) -> _Prepared:
                 return _prepare_batch(batch, encoder=encoder, config=config, stored=stored, stages=stages)
 
-            with closing(prefetch(_batches(records, config.batch_size), prepare, workers=1, depth=PREFETCH_DEPTH)) as batches:
+            with closing(prefetch(_batches(records, config.batch_size), prepare, workers=1, depth=config.prefetch_depth)) as batches:
                 while True:
                     with stages.time("wait"):
                         prepared = next(batches, None)

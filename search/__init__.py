@@ -7,7 +7,8 @@
 """
 
 from indexer.config import SearchConfig
-from indexer.errors import ImageError, IndexFormatError, ModelError, QueryError, VitrinaError
+from indexer.errors import (ImageError, ImageRefusedError, ImageTooLargeError, IndexFormatError, ModelError, QueryError,
+                            VitrinaError)
 
 from search.engine import Hit, SearchEngine, SearchResult
 from search.query import Term
@@ -15,6 +16,8 @@ from search.query import Term
 __all__ = [
     "Hit",
     "ImageError",
+    "ImageRefusedError",
+    "ImageTooLargeError",
     "IndexFormatError",
     "ModelError",
     "QueryError",

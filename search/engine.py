@@ -239,7 +239,7 @@ class SearchEngine:
             query = self._query_vector(query_terms)
             timings["encode"] = _ms(t)
             candidates = self._candidates(view, query, clauses, info=info, depth=depth, exclude=exclude, timings=timings,
-                                          keep_lexical=LEXICAL_KEEP if reranker is not None else 0)
+                                          keep_lexical=self.config.lexical_keep if reranker is not None else 0)
         if reranker is not None and len(candidates):
             t = time.perf_counter()
             candidates = reranker.rerank(candidates)
@@ -340,7 +340,7 @@ class SearchEngine:
         lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
-        if allowed is not None and (not view.exact and len(allowed[0]) <= vector_files.EXACT_SCAN_LIMIT):
+        if allowed is not None and (not view.exact and len(allowed[0]) <= self.config.exact_scan_limit):
             pks = allowed[0]  # small allowed set on an approximate index: score all of them exactly
         else:
             pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe)
@@ -395,9 +395,6 @@ def hits_from(candidates: Candidates) -> list[Hit]:
         ))
     return hits
 
-
-#: With a re-ranker, the top BM25 matches always join its candidates (ids, model numbers).
-LEXICAL_KEEP = 10
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

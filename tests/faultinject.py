@@ -24,10 +24,7 @@ def plant(point: str, n: int) -> None:
     import faiss
 
     from indexer.encoders import open_clip as encoder
-
-    from indexer.store import vectors
-
-    from indexer.store import writer
+    from indexer.store import vectors, writer
 
     calls = {"count": 0}
 

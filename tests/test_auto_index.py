@@ -6,8 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from indexer.store import index_types
-from indexer.config import IndexConfig
+from indexer.config import IndexConfig, VectorIndexConfig
 from indexer.pipeline import build_index
 from indexer.store.reader import IndexStore
 from search import SearchEngine
@@ -16,10 +15,10 @@ from vitrina.options import parse_size
 
 
 @pytest.fixture
-def small_flat_limit(monkeypatch, tiny_encoder):
-    """Exact scans allowed up to 30 vectors (instead of 64 MiB of them), so the tiny catalog outgrows Flat:
-    its 24 text vectors stay exact, its 36 image vectors do not."""
-    monkeypatch.setattr(index_types, "FLAT_SCAN_BYTES", 30 * tiny_encoder.identity.dim * 4)
+def small_flat_limit(tiny_encoder):
+    """An IndexConfig allowing exact scans up to 30 vectors (instead of 64 MiB of them), so the tiny catalog
+    outgrows Flat: its 24 text vectors stay exact, its 36 image vectors do not."""
+    return IndexConfig(vectors=VectorIndexConfig(flat_scan_bytes=30 * tiny_encoder.identity.dim * 4))
 
 
 def _types(folder):
@@ -37,13 +36,13 @@ def test_auto_moves_a_modality_to_hnsw_when_it_outgrows_an_exact_scan(tmp_path, 
     lines = catalog.read_text().splitlines()
     catalog.write_text("\n".join(lines[:12]) + "\n")  # 12 texts, 18 images: both exact
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder)
+    build_index(catalog, folder, encoder=tiny_encoder, config=small_flat_limit)
     assert _types(folder)[0] == {"text": "Flat", "image": "Flat"}
     with SearchEngine.open(folder, encoder=tiny_encoder, rerank=False) as engine:
         before = [h.product_id for h in engine.search("red circle widget", k=5).hits]
 
     catalog.write_text("\n".join(lines) + "\n")  # 24 texts, 36 images: the images outgrow the exact limit
-    build_index(catalog, folder, encoder=tiny_encoder)
+    build_index(catalog, folder, encoder=tiny_encoder, config=small_flat_limit)
     types, files = _types(folder)
     assert types == {"text": "Flat", "image": "HNSW32"}
     assert files["image"]["ntotal"] == 36 and files["image"]["tuned_at"] == 36
@@ -81,7 +80,7 @@ def test_a_fixed_factory_string_is_kept_and_tuned(tmp_path, catalog, tiny_encode
 
 def test_info_shows_types_memory_and_measured_recall(tmp_path, catalog, tiny_encoder, small_flat_limit):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder)
+    build_index(catalog, folder, encoder=tiny_encoder, config=small_flat_limit)
     runner = CliRunner()
     result = runner.invoke(cli, ["info", "--index", str(folder)])
     assert result.exit_code == 0, result.output
@@ -101,12 +100,10 @@ def test_max_memory_option_parses_sizes_and_refuses_nonsense(tmp_path, catalog):
     assert result.exit_code == 2 and "not a size" in result.output
 
 
-def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, tiny_encoder, monkeypatch):
-    from indexer.store import writer
-
-    monkeypatch.setattr(writer, "RESCORE_DEPTHS", (10, 36))  # 4-bit PQ codes over 32-d: coarse
+def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, tiny_encoder):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF2,PQ4x4"))
+    vectors = VectorIndexConfig(rescore_depths=(10, 36))  # 4-bit PQ codes over 32-d: coarse
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF2,PQ4x4", vectors=vectors))
     _, files = _types(folder)
     image = files["image"]
     assert image["tuning"]["rescore"] in (10, 36) and image["recall"] >= 0.95

@@ -6,9 +6,10 @@ import faiss
 import numpy as np
 import pytest
 
+from indexer.config import VectorIndexConfig
 from indexer.store import vectors as vector_files
 from indexer.store.index_types import (
-    FLAT_SCAN_BYTES,
+
     choose_index_type,
     hnsw_bytes,
     measure_recall,
@@ -49,7 +50,7 @@ def test_small_catalogs_get_exact_flat():
 
 
 def test_flat_limit_scales_with_dimension():
-    limit_512 = FLAT_SCAN_BYTES // (512 * 4)
+    limit_512 = VectorIndexConfig().flat_scan_bytes // (512 * 4)
     assert choose_index_type(limit_512, 512).index_type == "Flat"
     assert choose_index_type(limit_512 + 1, 512).index_type.startswith("HNSW")
     assert choose_index_type(limit_512 + 1, 128).index_type == "Flat"  # 4x fewer bytes per vector

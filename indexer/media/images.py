@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from indexer.config import ImageLimits
-from indexer.errors import ImageError
+from indexer.errors import ImageError, ImageRefusedError, ImageTooLargeError
 
 DEFAULT_LIMITS = ImageLimits()
 
@@ -37,7 +37,7 @@ def read_file(path: Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> bytes:
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            raise ImageError(f"{path}: {size} bytes, over the {limits.max_bytes}-byte limit")
+            raise ImageTooLargeError(f"{path}: {size} bytes, over the {limits.max_bytes}-byte limit")
         return path.read_bytes()
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
@@ -57,17 +57,17 @@ def decode_image(data: bytes, *, name: str, limits: ImageLimits = DEFAULT_LIMITS
     if not data:
         raise ImageError(f"{name}: empty file")
     if len(data) > limits.max_bytes:
-        raise ImageError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
+        raise ImageTooLargeError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=None)
             fmt = image.format or "unknown"
             if fmt not in limits.allowed_formats:
-                raise ImageError(f"{name}: {fmt} images are not accepted (allowed: {', '.join(sorted(limits.allowed_formats))})")
+                raise ImageRefusedError(f"{name}: {fmt} images are not accepted (allowed: {', '.join(sorted(limits.allowed_formats))})")
             width, height = image.size
             if width * height > limits.max_pixels:
-                raise ImageError(f"{name}: {width}x{height} pixels, over the {limits.max_pixels}-pixel limit")
+                raise ImageTooLargeError(f"{name}: {width}x{height} pixels, over the {limits.max_pixels}-pixel limit")
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
             if min_size and fmt == "JPEG":
@@ -76,9 +76,9 @@ def decode_image(data: bytes, *, name: str, limits: ImageLimits = DEFAULT_LIMITS
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+        raise ImageTooLargeError(f"{name}: refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (unrecognised content)") from None
+        raise ImageRefusedError(f"{name}: not an image (unrecognised content)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: cannot decode ({exc})") from None
     return to_rgb(image)

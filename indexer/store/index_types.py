@@ -4,7 +4,7 @@ In the spirit of autofaiss (which does not run with faiss 1.15 / numpy 2), with 
 measured on this project's machines (single-query, one OpenMP thread, 512-d float32):
 
 * exact ``Flat`` while a full scan stays cheap: ~1.7 ms at 10k vectors, ~15 ms at 50k,
-  ~30 ms at 100k, so up to ``FLAT_SCAN_BYTES`` of vectors (32k vectors at 512-d, ~5 ms);
+  ~30 ms at 100k, so up to ``VectorIndexConfig.flat_scan_bytes`` of vectors (32k vectors at 512-d, ~5 ms);
 * ``HNSW32`` (graph over full vectors: ~0.2-0.5 ms, recall@10 ~0.96-0.98 at efSearch 64-128)
   while its memory (vectors + 64 links of level 0 per vector) fits ``max_memory_bytes``;
 * ``IVF{nlist},PQ{m}np`` beyond, the largest ``m`` that fits; the engine re-scores candidates
@@ -25,20 +25,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from indexer.config import VectorIndexConfig
 from indexer.store import vectors as vector_files
 from indexer.store.vectors import SearchTuning
 
-#: Vectors scanned by an exact search while it stays cheap (~5 ms single-thread here).
-FLAT_SCAN_BYTES = 64 * 1024 * 1024
-#: HNSW links per node (M); level 0 has 2*M.
-HNSW_M = 32
 #: The fewest vectors an IVF-PQ index is trained on sensibly (256 PQ centroids, 39 points each).
 MIN_IVFPQ_VECTORS = 256 * 39
 #: Per-vector overhead of ``IndexIDMap2`` (id array + reverse hash map), measured roughly.
 ID_MAP_BYTES = 8 + 48
-#: efSearch / nprobe values tried by ``tune_search_params``, in order.
-EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)
 DEFAULT_TUNING = SearchTuning()
 
 
@@ -68,7 +62,7 @@ def flat_bytes(n_vectors: int, dim: int) -> int:
     return n_vectors * (4 * dim + ID_MAP_BYTES)
 
 
-def hnsw_bytes(n_vectors: int, dim: int, m: int = HNSW_M) -> int:
+def hnsw_bytes(n_vectors: int, dim: int, m: int = VectorIndexConfig().hnsw_m) -> int:
     """Full vectors, 2M level-0 links, ~M/(M-1) upper-level links on average, levels and offsets."""
     links = 4 * (2 * m + m / max(m - 1, 1))
     return int(n_vectors * (4 * dim + links + 8 + 4 + ID_MAP_BYTES))
@@ -89,7 +83,8 @@ def ivf_lists(n_vectors: int) -> int:
     return max(64, nlist)
 
 
-def choose_index_type(n_vectors: int, dim: int, *, max_memory_bytes: int | None = None, opq: bool = False) -> IndexChoice:
+def choose_index_type(n_vectors: int, dim: int, *, max_memory_bytes: int | None = None, opq: bool = False,
+                      config: VectorIndexConfig = VectorIndexConfig()) -> IndexChoice:
     """The index for ``n_vectors`` of ``dim`` floats within ``max_memory_bytes`` (``None``: no limit).
 
     ``opq`` puts an OPQ rotation before IVF-PQ codes that cover 8 or more dimensions per byte (slow to train).
@@ -99,14 +94,15 @@ def choose_index_type(n_vectors: int, dim: int, *, max_memory_bytes: int | None 
     budget = math.inf if max_memory_bytes is None else max_memory_bytes
     flat = flat_bytes(n_vectors, dim)
     scan = n_vectors * dim * 4
-    if scan <= FLAT_SCAN_BYTES and flat <= budget:
+    m_links = config.hnsw_m
+    if scan <= config.flat_scan_bytes and flat <= budget:
         return IndexChoice(index_type="Flat", tuning=SearchTuning(), estimated_bytes=flat, exact=True,
-                           reason=f"{n_vectors} vectors x {dim}: an exact scan reads {_mib(scan)} (<= {_mib(FLAT_SCAN_BYTES)}), a few ms")
-    hnsw = hnsw_bytes(n_vectors, dim)
+                           reason=f"{n_vectors} vectors x {dim}: an exact scan reads {_mib(scan)} (<= {_mib(config.flat_scan_bytes)}), a few ms")
+    hnsw = hnsw_bytes(n_vectors, dim, m_links)
     if hnsw <= budget:
         why = "no memory limit" if max_memory_bytes is None else f"fits {_mib(max_memory_bytes)}"
-        return IndexChoice(index_type=f"HNSW{HNSW_M}", tuning=SearchTuning(ef_search=64), estimated_bytes=hnsw,
-                           reason=f"{n_vectors} vectors x {dim}: an exact scan reads {_mib(scan)}; HNSW{HNSW_M} needs ~{_mib(hnsw)} ({why})")
+        return IndexChoice(index_type=f"HNSW{m_links}", tuning=SearchTuning(ef_search=64), estimated_bytes=hnsw,
+                           reason=f"{n_vectors} vectors x {dim}: an exact scan reads {_mib(scan)}; HNSW{m_links} needs ~{_mib(hnsw)} ({why})")
     if n_vectors < MIN_IVFPQ_VECTORS:
         sq8 = n_vectors * (dim + ID_MAP_BYTES)
         return IndexChoice(index_type="SQ8", tuning=SearchTuning(), estimated_bytes=sq8,
@@ -121,7 +117,7 @@ def choose_index_type(n_vectors: int, dim: int, *, max_memory_bytes: int | None 
             fits = "fits" if size <= budget else "the smallest code; still over"
             return IndexChoice(
                 index_type=factory, tuning=SearchTuning(nprobe=max(8, nlist // 64)), estimated_bytes=size,
-                reason=f"{n_vectors} vectors x {dim}: HNSW{HNSW_M} needs ~{_mib(hnsw)} > {_mib(budget)}; "
+                reason=f"{n_vectors} vectors x {dim}: HNSW{m_links} needs ~{_mib(hnsw)} > {_mib(budget)}; "
                        f"{m}-byte PQ codes in {nlist} lists need ~{_mib(size)} ({fits} the limit); "
                        "candidates are re-scored with the exact vectors")
     raise AssertionError("unreachable")
@@ -207,7 +203,7 @@ def measure_recall(index: object, vectors: np.ndarray, k: int = 10, n_queries: i
 
 def tune_search(index: object, sample_queries: np.ndarray, exact_index_or_vectors: object, target_recall: float = 0.95, *,
                 k: int = 10, rerank: int = 0, ids: np.ndarray | None = None, max_value: int = 1024,
-                time_queries: bool = False) -> TuningResult:
+                time_queries: bool = False, config: VectorIndexConfig = VectorIndexConfig()) -> TuningResult:
     """Raise efSearch (HNSW) or nprobe (IVF) along a ladder until recall@``k`` reaches ``target_recall``.
 
     Bounded by ``max_value`` (and by the number of IVF lists); when the target is out of reach the largest
@@ -226,10 +222,10 @@ def tune_search(index: object, sample_queries: np.ndarray, exact_index_or_vector
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     ivf = faiss.try_extract_index_ivf(inner) if not isinstance(inner, faiss.IndexHNSW) else None
     if isinstance(inner, faiss.IndexHNSW):
-        ladder, field_name = [v for v in EF_LADDER if v <= max_value], "ef_search"
+        ladder, field_name = [v for v in config.ef_ladder if v <= max_value], "ef_search"
     elif ivf is not None:
         top = min(max_value, ivf.nlist)
-        ladder, field_name = [v for v in NPROBE_LADDER if v < top] + [top], "nprobe"
+        ladder, field_name = [v for v in config.nprobe_ladder if v < top] + [top], "nprobe"
     else:
         found = approximate_neighbours(index, queries, k, rerank=rerank, vectors=vectors, ids=ids)
         recall = recall_at_k(found, truth, k)

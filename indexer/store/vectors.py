@@ -17,13 +17,9 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
+from indexer.config import VectorIndexConfig
 from indexer.errors import IndexFormatError
 
-#: HNSW graph quality at build time (FAISS's default is 40): at 1M clustered 512-d vectors, 40 stalls at
-#: recall@10 0.936 whatever efSearch; a wider build search makes a better connected graph.
-HNSW_EF_CONSTRUCTION = 100
-#: Below this many allowed ids an approximate index is bypassed for an exact scan.
-EXACT_SCAN_LIMIT = 2048
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +35,7 @@ def set_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
 
 
-def make_index(index_type: str, dim: int) -> faiss.Index:
+def make_index(index_type: str, dim: int, *, ef_construction: int = VectorIndexConfig().hnsw_ef_construction) -> faiss.Index:
     """A fresh, empty index for ``index_type`` over inner product, with id mapping."""
     try:
         inner = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
@@ -48,7 +44,7 @@ def make_index(index_type: str, dim: int) -> faiss.Index:
     if isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         return inner
     if isinstance(inner, faiss.IndexHNSW):
-        inner.hnsw.efConstruction = max(inner.hnsw.efConstruction, HNSW_EF_CONSTRUCTION)
+        inner.hnsw.efConstruction = max(inner.hnsw.efConstruction, ef_construction)
     return faiss.IndexIDMap2(inner)  # faiss's wrapper keeps ``inner`` alive
 
 

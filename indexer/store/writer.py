@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from indexer.store import index_types
 from indexer.store import vectors as vector_files
-from indexer.config import AUTO_INDEX_TYPE
+from indexer.config import AUTO_INDEX_TYPE, VectorIndexConfig
 from indexer.errors import IndexLockedError
 from indexer.store.schema import ImageRow, IndexMeta, Product
 from indexer.store.database import blobs_to_matrix, vector_to_blob
@@ -33,15 +33,6 @@ from indexer.store.reader import IndexStore
 from indexer.store.records import MODALITIES, CommitInfo, EmbeddedProduct
 
 LOCK_FILE = "write.lock"
-#: Recall@10 against exact search that efSearch / nprobe are tuned to at commit time.
-TARGET_RECALL = 0.95
-#: Queries sampled for that tuning.
-TUNING_QUERIES = 200
-#: Hits re-scored exactly on indexes without full vectors, tried in turn until the target is reached
-#: (10M clustered vectors in IVF4096,PQ128: recall@10 0.63 re-scoring 100, 1.00 re-scoring 1000).
-RESCORE_DEPTHS = (100, 300, 1000)
-#: The largest nprobe tried per depth (probing more costs more than re-scoring more).
-MAX_NPROBE = 64
 
 
 @dataclass
@@ -85,7 +76,7 @@ class WriteLock:
 class IndexWriter:
     """Stages product puts and deletes; ``commit`` makes them live together, atomically."""
 
-    def __init__(self, store: IndexStore, *, rebuild: bool = False):
+    def __init__(self, store: IndexStore, *, rebuild: bool = False, config: VectorIndexConfig = VectorIndexConfig()):
         """The folder's single writer; ``IndexLockedError`` while another process holds it.
 
         ``rebuild`` starts from empty FAISS indexes without reading the live files (repair).
@@ -93,6 +84,7 @@ class IndexWriter:
         if not store.writable:
             raise IndexFormatError(f"{store.folder}: opened read-only")
         self.store = store
+        self.config = config
         self.lock = WriteLock(store.folder)
         self.lock.acquire()
         store.refresh()  # the commit made by the previous writer, if any
@@ -101,7 +93,8 @@ class IndexWriter:
         self.tuned = {m: {k: v for k, v in (store.commit_info.get("files", {}).get(m) or {}).items()
                           if k in ("tuning", "recall", "tuned_at")} for m in MODALITIES}
         if rebuild:  # repair: the live files are not trusted, nor even read
-            self.indexes = {m: vector_files.make_index(self.types[m], store.identity.dim) for m in MODALITIES}
+            self.indexes = {m: vector_files.make_index(self.types[m], store.identity.dim,
+                                                       ef_construction=config.hnsw_ef_construction) for m in MODALITIES}
         else:
             self.indexes = {m: store.load_vector_index(m) for m in MODALITIES}
         self.pending = _Pending()
@@ -202,7 +195,8 @@ class IndexWriter:
 
     def _rebuilt(self, modality: str) -> faiss.Index:
         """A fresh index holding every vector the session sees for ``modality`` (trains if needed)."""
-        index = vector_files.make_index(self.types[modality], self.store.identity.dim)
+        index = vector_files.make_index(self.types[modality], self.store.identity.dim,
+                                        ef_construction=self.config.hnsw_ef_construction)
         ids, vectors = self._stored_vectors(modality)
         if len(ids):
             vector_files.train_and_add(index, vectors, ids)
@@ -232,14 +226,15 @@ class IndexWriter:
         total = max(1, sum(counts.values()))
         for modality in MODALITIES:
             budget = None if self.store.max_memory is None else int(self.store.max_memory * counts[modality] / total)
-            choice = index_types.choose_index_type(counts[modality], self.store.identity.dim, max_memory_bytes=budget)
+            choice = index_types.choose_index_type(counts[modality], self.store.identity.dim, max_memory_bytes=budget,
+                                                     config=self.config)
             if choice.index_type != self.types[modality]:
                 self.types[modality] = choice.index_type
                 self.indexes[modality] = self._rebuilt(modality)
                 self.tuned[modality] = {}
 
     def _tune(self, modality: str) -> None:
-        """Tune efSearch / nprobe of an approximate index to recall@10 >= TARGET_RECALL on sampled queries;
+        """Tune efSearch / nprobe of an approximate index to recall@10 >= ``config.target_recall`` on sampled queries;
         again whenever the index has doubled since.  Exact indexes record recall 1."""
         index = self.indexes[modality]
         n = int(index.ntotal)
@@ -250,13 +245,13 @@ class IndexWriter:
         if n == 0 or (done and n < 2 * done and "tuning" in self.tuned[modality]):
             return
         ids, vectors = self._stored_vectors(modality)
-        queries = index_types.sample_queries(vectors, TUNING_QUERIES)
+        queries = index_types.sample_queries(vectors, self.config.tuning_queries)
         # compressed codes (PQ, SQ) only pick candidates, which are re-scored with the exact vectors: when
         # their ranking is too coarse for the target, re-score more of them rather than probe everything
-        depths = (0,) if vector_files.stores_full_vectors(index) else RESCORE_DEPTHS
+        depths = (0,) if vector_files.stores_full_vectors(index) else self.config.rescore_depths
         for rescore in depths:
-            result = index_types.tune_search(index, queries, vectors, TARGET_RECALL, ids=ids, rerank=rescore,
-                                             max_value=MAX_NPROBE if rescore else 1024)
+            result = index_types.tune_search(index, queries, vectors, self.config.target_recall, ids=ids, rerank=rescore,
+                                             max_value=self.config.max_nprobe if rescore else 1024, config=self.config)
             if result.reached:
                 break
         tuning = {"ef_search": result.tuning.ef_search, "nprobe": result.tuning.nprobe, "rescore": rescore}

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
 from indexer.config import ImageLimits
-from indexer.errors import ImageError, QueryError, VitrinaError
+from indexer.errors import ImageError, ImageRefusedError, ImageTooLargeError, QueryError, VitrinaError
 from indexer.media.images import decode_image
 from indexer.store.schema import ImageRow, Product
 
@@ -308,9 +308,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, QueryError):
         return JSONResponse({"detail": message}, status_code=422)
     if isinstance(exc, ImageError):
-        lowered = message.lower()
-        status = 415 if "not accepted" in lowered or "not an image" in lowered else \
-            413 if "limit" in lowered or "decompression bomb" in lowered else 400
+        status = 415 if isinstance(exc, ImageRefusedError) else 413 if isinstance(exc, ImageTooLargeError) else 400
         return JSONResponse({"detail": message}, status_code=status)
     log.error("search failed: %s", message)
     return JSONResponse({"detail": "the index is unavailable right now; see the server log"}, status_code=503)
