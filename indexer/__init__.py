@@ -11,11 +11,10 @@ Subpackages: ``media`` (safe image decoding, SSRF-guarded fetching), ``encoders`
 """
 
 from indexer.catalog import ProductRecord, RowError, iter_products
-from indexer.config import ImageLimits, IndexConfig, ModelConfig, SearchConfig, VectorIndexConfig
+from indexer.config import FetchPolicy, ImageLimits, IndexConfig, ModelConfig, SearchConfig, VectorIndexConfig
 from indexer.encoders import Encoder, ModelIdentity, OpenClipEncoder, load_encoder
 from indexer.errors import (CatalogError, ImageError, ImageRefusedError, ImageTooLargeError, IndexFormatError,
                             IndexLockedError, ModelError, QueryError, VitrinaError)
-from indexer.media.fetch import FetchPolicy
 from indexer.pipeline import IndexReport, Problem, build_index
 from indexer.store import CommitInfo, EmbeddedImage, EmbeddedProduct, IndexStore, IndexWriter
 

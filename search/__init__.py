@@ -10,7 +10,8 @@ from indexer.config import SearchConfig
 from indexer.errors import (ImageError, ImageRefusedError, ImageTooLargeError, IndexFormatError, ModelError, QueryError,
                             VitrinaError)
 
-from search.engine import Hit, SearchEngine, SearchResult
+from search.engine import SearchEngine
+from search.results import Hit, SearchResult
 from search.query import Term
 
 __all__ = [

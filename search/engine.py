@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +24,8 @@ from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
 from search.query import Term, build_terms, query_words
 from search.rerank.storage import load_reranker
+from search.results import SearchResult, hits_from, no_candidates
+from search.text_cache import TextCache
 from search.vector_view import VectorView
 
 
@@ -33,68 +33,6 @@ class Reranker(Protocol):
     """Re-scores the top candidates of a query (``search.rerank.storage`` trains and loads one)."""
 
     def rerank(self, candidates: Candidates) -> Candidates: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Hit:
-    """One result: the product, its fused score, the parts it came from, and its best image."""
-
-    product_id: str
-    score: float
-    product: dict[str, Any]
-    scores: dict[str, float | None]
-    image: str | None = None
-    image_index: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "product_id": self.product_id, "score": self.score, "scores": self.scores,
-            "image": self.image, "image_index": self.image_index, "product": self.product,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchResult(Sequence[Hit]):
-    """The hits of one query, best first, with per-stage timings in milliseconds."""
-
-    hits: list[Hit]
-    timings: dict[str, float] = field(default_factory=dict)
-    candidates: int = 0
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return self.hits[index]
-
-    def __len__(self) -> int:
-        return len(self.hits)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hits": [h.to_json() for h in self.hits], "timings_ms": self.timings, "candidates": self.candidates}
-
-
-class _TextCache:
-    """A small LRU cache of text embeddings (queries repeat)."""
-
-    def __init__(self, size: int = 1024):
-        self.size = size
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_many(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._items]
-        if missing:
-            vectors = encoder.encode_texts(missing)
-            with self._lock:
-                for text, vector in zip(missing, vectors):
-                    self._items[text] = vector
-                    self._items.move_to_end(text)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        with self._lock:
-            found = {t: self._items.get(t) for t in texts}
-        if any(v is None for v in found.values()):  # evicted meanwhile by another thread
-            return encoder.encode_texts(texts)
-        return np.stack([found[t] for t in texts])
 
 
 class SearchEngine:
@@ -118,7 +56,7 @@ class SearchEngine:
         if config.faiss_threads:
             vector_files.set_threads(config.faiss_threads)
         self._lock = threading.RLock()
-        self._text_cache = _TextCache()
+        self._text_cache = TextCache()
         self._load_indexes()
         #: A trained re-ranker (``search.rerank.storage``) or None; set by ``open`` when the index has one.
         self.reranker: Reranker | None = reranker
@@ -331,7 +269,7 @@ class SearchEngine:
             allowed = self.store.allowed(clauses)
             if len(allowed[0]) == 0:
                 timings["sqlite"] = _ms(t)
-                return _no_candidates(info)
+                return no_candidates(info)
         words = list(info.words)
         limit = self.config.lexical_max_docs
         if words and limit is not None and view.indexes["text"].ntotal > limit:
@@ -374,35 +312,8 @@ class SearchEngine:
         )
 
 
-def _no_candidates(info: QueryInfo) -> Candidates:
-    empty_f, empty_i = np.empty(0, np.float32), np.empty(0, np.int64)
-    return Candidates(pks=empty_i, text=empty_f, image=empty_f, image_position=empty_i, image_count=empty_i,
-                      lexical=empty_f, lexical_norm=empty_f, fused=empty_f, products=[], query=info)
-
-
-def hits_from(candidates: Candidates) -> list[Hit]:
-    """Hits for every candidate, in order, with the score parts each came from."""
-    hits = []
-    for i, product in enumerate(candidates.products):
-        position = int(candidates.image_position[i])
-        scores = {"image": _num(candidates.image[i]), "text": _num(candidates.text[i]),
-                  "lexical": _num(candidates.lexical[i]), "fused": float(candidates.fused[i])}
-        if candidates.rerank is not None:
-            scores["rerank"] = float(candidates.rerank[i])
-        hits.append(Hit(
-            product_id=product["id"], score=float(candidates.score[i]), product=product, scores=scores,
-            image=product["images"][position] if position >= 0 else None, image_index=position if position >= 0 else None,
-        ))
-    return hits
-
-
-
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-def _num(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
 
 
 def _ms(since: float) -> float:

@@ -7,8 +7,11 @@ cloud metadata, CGNAT, reserved...), looking inside IPv4-mapped, 6to4 and NAT64 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
@@ -53,3 +56,18 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.ipv4_mapped if address.ipv4_mapped is not None else address.sixtofour
+
+
+def normal_host(host: str) -> str:
+    """A host name as compared and connected to: lower case, no trailing dot, IDNA, IPv6 without zone."""
+    host = host.strip().rstrip(".").lower()
+    if ":" in host:
+        return str(ipaddress.IPv6Address(host.split("%", 1)[0]))
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"bad host name {host!r}") from None
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"bad host name {host!r}")
+    return host

@@ -18,7 +18,6 @@ import functools
 import io
 import ipaddress
 import random
-import re
 import socket
 import ssl
 import time
@@ -30,69 +29,15 @@ from email.utils import parsedate_to_datetime
 from http.client import HTTPException, HTTPResponse, IncompleteRead
 from typing import NamedTuple
 
-from indexer.media.addresses import classify_address, embedded_ipv4
+from indexer.config import FetchPolicy
+from indexer.media.addresses import classify_address, normal_host
 from indexer.errors import ImageError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _CHUNK = 64 * 1024
-_HOST = re.compile(r"[A-Za-z0-9._-]+")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchPolicy:
-    """How image URLs are fetched; every default is here.
-
-    ``allow_hosts`` (exact names, case-insensitive) and ``allow_networks`` (CIDR strings or
-    networks) permit what the address check would refuse, e.g. an intranet image server or
-    ``127.0.0.1`` in tests.  Redirect targets are checked against the same allowlist.
-    """
-
-    connect_timeout: float = 5.0
-    #: Longest wait for any single read or write once connected.
-    read_timeout: float = 10.0
-    #: Wall-clock limit of one URL: connect, redirects, retries and reading together.
-    deadline: float = 30.0
-    max_bytes: int = 20 * 1024 * 1024
-    max_redirects: int = 3
-    #: Extra attempts after a connection error, a timeout or HTTP 429/502/503/504.
-    retries: int = 2
-    backoff_base: float = 0.5
-    backoff_cap: float = 4.0
-    #: A Retry-After up to this many seconds is waited for; a longer one ends the retries.
-    max_retry_after: float = 5.0
-    #: Host names let through whatever they resolve to (exact, case-insensitive; no wildcards).
-    allow_hosts: frozenset[str] = frozenset()
-    #: CIDR ranges let through; strings are parsed into networks on construction.
-    allow_networks: tuple[str | IPNetwork, ...] = ()
-    user_agent: str = "vitrina/0.1 (+image fetch)"
-    #: Extra CA bundle (PEM) trusted for https, e.g. an intranet CA; None = system store only.
-    ca_file: str | None = None
-    #: Most URLs fetched at once by ``fetch_many``.
-    max_concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        positive = ("connect_timeout", "read_timeout", "deadline", "backoff_cap", "max_bytes", "max_concurrency")
-        for name in (*positive, "backoff_base", "max_retry_after", "max_redirects", "retries"):
-            value = getattr(self, name)
-            if not (value > 0 if name in positive else value >= 0):
-                least = "positive" if name in positive else "zero or more"
-                raise ValueError(f"FetchPolicy.{name} must be {least}, not {value!r}")
-        if any(c in self.user_agent for c in "\r\n") or not self.user_agent.isascii():
-            raise ValueError("FetchPolicy.user_agent must be one line of ASCII")
-        hosts = [self.allow_hosts] if isinstance(self.allow_hosts, str) else self.allow_hosts
-        networks = [self.allow_networks] if isinstance(self.allow_networks, str) else self.allow_networks
-        object.__setattr__(self, "allow_hosts", frozenset(_normal_host(h) for h in hosts))
-        object.__setattr__(self, "allow_networks", tuple(ipaddress.ip_network(n, strict=False) for n in networks))
-
-    def permits(self, address: IPAddress) -> bool:
-        """Whether ``address`` (or the IPv4 address inside it) lies in an allowlisted network."""
-        candidates = [address] + ([inner] if (inner := embedded_ipv4(address)) else [])
-        return any(a in n for a in candidates for n in self.allow_networks if a.version == n.version)
 
 
 DEFAULT_POLICY = FetchPolicy()
@@ -252,7 +197,7 @@ def _parse(url: str) -> _Target:
     if not parts.hostname:
         raise _Failure("invalid URL (no host)")
     try:
-        host = _normal_host(parts.hostname)
+        host = normal_host(parts.hostname)
     except ValueError as exc:
         raise _Failure(f"invalid URL ({exc})") from None
     port = port or (443 if scheme == "https" else 80)
@@ -262,20 +207,6 @@ def _parse(url: str) -> _Target:
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == (443 if scheme == "https" else 80) else f"{shown}:{port}"
     return _Target(url=url, scheme=scheme, host=host, port=port, path=path, host_header=host_header)
-
-
-def _normal_host(host: str) -> str:
-    host = host.strip().rstrip(".").lower()
-    if ":" in host:
-        return str(ipaddress.IPv6Address(host.split("%", 1)[0]))
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"bad host name {host!r}") from None
-    if not _HOST.fullmatch(host):
-        raise ValueError(f"bad host name {host!r}")
-    return host
 
 
 def _checked_addresses(target: _Target, policy: FetchPolicy) -> list[tuple[int, tuple]]:

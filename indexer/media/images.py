@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from indexer.config import ImageLimits
+from indexer.config import FetchPolicy, ImageLimits
+from indexer.media.fetch import fetch_url
 from indexer.errors import ImageError, ImageRefusedError, ImageTooLargeError
 
 DEFAULT_LIMITS = ImageLimits()
@@ -27,8 +28,6 @@ def load_image(source: str | Path | bytes | Image.Image, *, limits: ImageLimits 
         return decode_image(bytes(source), name="image bytes", limits=limits)
     location = str(source)
     if location.lower().startswith(("http://", "https://")):
-        from indexer.media.fetch import FetchPolicy, fetch_url
-
         return decode_image(fetch_url(location, policy=FetchPolicy(max_bytes=limits.max_bytes)), name=location, limits=limits)
     return decode_image(read_file(Path(location), limits=limits), name=location, limits=limits)
 

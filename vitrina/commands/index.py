@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from indexer.config import DEFAULT_INDEX_TYPE, RUNTIMES, IndexConfig, ModelConfig
-from indexer.media.fetch import FetchPolicy
+from indexer.config import DEFAULT_INDEX_TYPE, RUNTIMES, FetchPolicy, IndexConfig, ModelConfig
+
 
 from vitrina.options import INDEX_OPTION, ByteSize, domain_errors, model_options
 
