@@ -1,0 +1,1 @@
+"""Images in: safe decoding (``images``), SSRF-guarded URL fetching (``fetch``), which addresses a fetch may reach."""
