@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import cast
 
 from indexer.media.addresses import IPAddress, IPNetwork, embedded_ipv4, normal_host
 
@@ -69,7 +70,8 @@ class FetchPolicy:
     def permits(self, address: IPAddress) -> bool:
         """Whether ``address`` (or the IPv4 address inside it) lies in an allowlisted network."""
         candidates = [address] + ([inner] if (inner := embedded_ipv4(address)) else [])
-        return any(a in n for a in candidates for n in self.allow_networks if a.version == n.version)
+        networks = cast("tuple[IPNetwork, ...]", self.allow_networks)  # __post_init__ parsed every entry
+        return any(a in n for a in candidates for n in networks if a.version == n.version)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,12 @@ from indexer.stages import StageTimes
 from indexer.store.reader import IndexStore
 from indexer.store.writer import IndexWriter
 from indexer.store.records import EmbeddedImage, EmbeddedProduct
+
+if TYPE_CHECKING:
+    class _PixelEncoder(Encoder, Protocol):
+        """An encoder with ``preprocess_images``, whose output ``encode_pixels`` embeds."""
+
+        def encode_pixels(self, pixels: Any) -> np.ndarray: ...
 
 
 
@@ -191,7 +197,7 @@ class _Prepared:
     images: Any  # pixels tensor, a list of PIL images, or None
 
 
-def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: IndexConfig, stored: dict[str, str],
+def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: IndexConfig, stored: dict[str, str | None],
                    stages: StageTimes) -> _Prepared:
     with stages.time("read"):
         loaded = _read_batch(batch, config=config)
@@ -252,7 +258,7 @@ def _encode_prepared_images(encoder: Encoder, images: Any) -> np.ndarray:
     if isinstance(images, list):
         return encoder.encode_images(images)
     size = getattr(encoder, "batch_size", len(images)) or len(images)
-    return np.concatenate([encoder.encode_pixels(images[i:i + size]) for i in range(0, len(images), size)])
+    return np.concatenate([cast("_PixelEncoder", encoder).encode_pixels(images[i:i + size]) for i in range(0, len(images), size)])
 
 
 def _read_batch(batch: list[ProductRecord], *, config: IndexConfig) -> list[_Loaded]:

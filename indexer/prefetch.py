@@ -12,7 +12,7 @@ be tensors, not full-size decoded images (a 2000 px photo is 12 MB as RGB; 224 p
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch(items: Iterable[T], prepare: Callable[[T], R], *, workers: int = 1, depth: int = 2) -> Iterator[R]:
+def prefetch(items: Iterable[T], prepare: Callable[[T], R], *, workers: int = 1, depth: int = 2) -> Generator[R, None, None]:
     """``prepare(item)`` for each item, in order, computed up to ``depth`` items ahead in ``workers`` threads.
 
     ``items`` is consumed in the calling thread (it may be a generator that is not thread-safe);

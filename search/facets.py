@@ -19,7 +19,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 #: Fields counted from the product's own columns; any other name is read from ``attributes``.
 COLUMN_FIELDS = ("category", "brand")
@@ -98,5 +98,5 @@ def _tidy(x: float) -> float:
     return int(rounded) if float(rounded).is_integer() else rounded
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

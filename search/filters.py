@@ -71,9 +71,11 @@ def _clause(field: str, column: Any, op: Any, value: Any) -> ColumnElement[bool]
     if op in ("lt", "lte", "gt", "gte"):
         if field == "price" and not isinstance(value, (int, float)):
             raise QueryError(f"price {op} needs a number, got {value!r}")
-        return {"lt": column < value, "lte": column <= value, "gt": column > value, "gte": column >= value}[op]
+        compared: ColumnElement[bool] = {"lt": column < value, "lte": column <= value, "gt": column > value, "gte": column >= value}[op]
+        return compared
     if op == "eq":
-        return column.is_(None) if value is None else column == value
+        equal: ColumnElement[bool] = column.is_(None) if value is None else column == value
+        return equal
     return column.is_not(None) if value is None else or_(column.is_(None), column != value)
 
 

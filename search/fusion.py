@@ -26,7 +26,8 @@ def combine_terms(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(total))
     if norm < _EPS:
         raise FusionError("the weighted terms cancel out: their sum is the zero vector")
-    return (total / norm).astype(np.float32)
+    unit: np.ndarray = (total / norm).astype(np.float32)
+    return unit
 
 
 def modality_scores(

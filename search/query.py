@@ -60,7 +60,7 @@ def term_from(item: Any, weight: float = 1.0) -> Term:
     if isinstance(item, (Image.Image, bytes, bytearray, Path)):
         return Term(kind="image", value=item, weight=weight)
     if isinstance(item, Mapping):
-        kinds = [k for k in ("text", "image", "product") if k in item]
+        kinds: list[TermKind] = [k for k in ("text", "image", "product") if k in item]
         unknown = set(item) - {"text", "image", "product", "weight"}
         if len(kinds) != 1 or unknown:
             raise QueryError(f"a term mapping needs exactly one of text, image, product (and optionally weight); got {sorted(item)}")

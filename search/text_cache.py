@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import cast
 
 import numpy as np
 
@@ -34,4 +35,4 @@ class TextCache:
             found = {t: self._items.get(t) for t in texts}
         if any(v is None for v in found.values()):  # evicted meanwhile by another thread
             return encoder.encode_texts(texts)
-        return np.stack([found[t] for t in texts])
+        return np.stack([cast(np.ndarray, found[t]) for t in texts])

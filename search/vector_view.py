@@ -7,7 +7,7 @@ index stores full vectors (Flat, HNSW), and from SQLite's exact copies otherwise
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -36,7 +36,7 @@ class VectorView:
         self._grouped_image = image_pk[grouped]
         self._grouped_position = position[grouped]
         text_index = self.indexes["text"]
-        self._text_ids = np.sort(faiss.vector_to_array(text_index.id_map)) if text_index.ntotal else np.empty(0, np.int64)
+        self._text_ids = np.sort(faiss.vector_to_array(cast(faiss.IndexIDMap, text_index).id_map)) if text_index.ntotal else np.empty(0, np.int64)
         self.exact = all(vector_files.is_exact(ix) for ix in self.indexes.values())
         self.tunings = {m: store.tuning(m, commit=commit) for m in MODALITIES}
         self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
@@ -94,7 +94,8 @@ def _member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     if not len(sorted_ids):
         return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-    return sorted_ids[at] == values
+    member: np.ndarray = sorted_ids[at] == values
+    return member
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import re
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
@@ -14,12 +16,16 @@ from indexer.errors import VitrinaError
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
           "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def domain_errors(func):
+
+def domain_errors(func: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn library exceptions (``VitrinaError``) into one clean line on stderr and exit status 1."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return func(*args, **kwargs)
         except VitrinaError as exc:
@@ -37,10 +43,16 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-class ByteSize(click.ParamType):
+if TYPE_CHECKING:
+    _IntParamType = click.ParamType[int]
+else:  # click < 8.4: ParamType is not generic at runtime
+    _IntParamType = click.ParamType
+
+
+class ByteSize(_IntParamType):
     name = "size"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         try:
@@ -58,7 +70,7 @@ INDEX_OPTION = click.option(
 )
 
 
-def model_options(func):
+def model_options(func: _F) -> _F:
     func = click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (default: torch's choice).")(func)
     func = click.option("--pretrained", help="Pretrained tag (laion2b_s34b_b79k), a local checkpoint file, or 'random'.")(func)
     func = click.option(

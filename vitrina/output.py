@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.results import Hit
 
 
-def format_hits(hits, *, offset: int = 0) -> str:
+def format_hits(hits: Sequence[Hit], *, offset: int = 0) -> str:
     """A readable table of hits: rank, id, fused/image/text scores, price, title."""
     if not hits:
         return "no hits"
@@ -40,7 +44,7 @@ def describe_vectors(info: dict[str, Any]) -> str:
     return text
 
 
-def human_size(n: int | None) -> str:
+def human_size(n: float | None) -> str:
     if n is None:
         return "missing"
     for unit in ("B", "KB", "MB", "GB"):

@@ -8,7 +8,7 @@ import os
 import socket
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 from indexer.config import ModelConfig
@@ -178,6 +178,6 @@ def read_model_folder_config(folder: str | Path) -> dict[str, Any]:
     """The open_clip config JSON of a model folder (``model_cfg`` and ``preprocess_cfg``)."""
     path = Path(folder) / CONFIG_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return cast("dict[str, Any]", json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}: cannot read model config ({exc})") from exc

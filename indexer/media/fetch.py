@@ -27,11 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.client import HTTPException, HTTPResponse, IncompleteRead
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.config import FetchPolicy
 from indexer.media.addresses import classify_address, normal_host
 from indexer.errors import ImageError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -85,7 +88,7 @@ def _fetch_or_error(url: str, *, policy: FetchPolicy) -> bytes | ImageError:
 
 def retry_delay(policy: FetchPolicy, attempt: int, retry_after: float | None = None) -> float | None:
     """Seconds to wait before retry ``attempt + 1``; None when Retry-After asks too much."""
-    backoff = min(policy.backoff_cap, policy.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+    backoff: float = min(policy.backoff_cap, policy.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
     if retry_after is None:
         return backoff
     if retry_after > policy.max_retry_after:
@@ -107,7 +110,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def open_socket(family: int, sockaddr: tuple, timeout: float) -> socket.socket:
+def open_socket(family: int, sockaddr: tuple[Any, ...], timeout: float) -> socket.socket:
     """A TCP connection to exactly ``sockaddr`` (an address already checked)."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -209,7 +212,7 @@ def _parse(url: str) -> _Target:
     return _Target(url=url, scheme=scheme, host=host, port=port, path=path, host_header=host_header)
 
 
-def _checked_addresses(target: _Target, policy: FetchPolicy) -> list[tuple[int, tuple]]:
+def _checked_addresses(target: _Target, policy: FetchPolicy) -> list[tuple[int, tuple[Any, ...]]]:
     """Resolve the host; every address must be public or allowlisted. Nothing connects here."""
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
@@ -219,7 +222,7 @@ def _checked_addresses(target: _Target, policy: FetchPolicy) -> list[tuple[int, 
     except UnicodeError:
         raise _Failure(f"invalid URL (bad host name {target.host!r})") from None
     host_allowed = target.host in policy.allow_hosts
-    checked: list[tuple[int, tuple]] = []
+    checked: list[tuple[int, tuple[Any, ...]]] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
@@ -290,7 +293,7 @@ class _DeadlineIO(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         self._sock.settimeout(self._budget.timeout(self._policy.read_timeout))
         return self._sock.recv_into(buffer)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -104,7 +105,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _scale_int(image: Image.Image) -> Image.Image:
-    low, high = image.getextrema()
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band (mode I): (min, max)
     if high <= 255:
         return image.convert("L")
     return image.point(lambda v: v * (255.0 / 65535.0)).convert("L")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from indexer.store.schema import DATABASE_FILE
 
@@ -28,7 +29,7 @@ def make_engine(folder: Path, *, readonly: bool) -> Engine:
     engine = create_engine(database_url(folder), connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, pysqlite nothing of its own
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -44,7 +45,7 @@ def make_engine(folder: Path, *, readonly: bool) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # noqa: ANN001
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
     return engine

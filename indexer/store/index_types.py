@@ -22,12 +22,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.config import VectorIndexConfig
 from indexer.store import vectors as vector_files
 from indexer.store.vectors import SearchTuning
+
+if TYPE_CHECKING:
+    import faiss
 
 #: The fewest vectors an IVF-PQ index is trained on sensibly (256 PQ centroids, 39 points each).
 MIN_IVFPQ_VECTORS = 256 * 39
@@ -78,7 +82,7 @@ def ivfpq_bytes(n_vectors: int, dim: int, *, nlist: int, m: int, opq: bool) -> i
 def ivf_lists(n_vectors: int) -> int:
     """A power of two near 4 sqrt(n), between 64 and 4096, with >= 39 training points per list."""
     target = 4 * math.sqrt(max(n_vectors, 1))
-    nlist = 2 ** round(math.log2(max(target, 1)))
+    nlist: int = 2 ** round(math.log2(max(target, 1)))
     nlist = min(nlist, 4096, 2 ** int(math.log2(max(n_vectors // 39, 1))))
     return max(64, nlist)
 
@@ -143,10 +147,11 @@ def sample_queries(vectors: np.ndarray, n_queries: int, *, noise: float = 0.3, s
     push = rng.standard_normal(rows.shape).astype(np.float32)
     push /= np.linalg.norm(push, axis=1, keepdims=True)
     q = rows + noise * push
-    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
-def exact_neighbours(exact: object, queries: np.ndarray, k: int, *, ids: np.ndarray | None = None) -> np.ndarray:
+def exact_neighbours(exact: faiss.Index | np.ndarray, queries: np.ndarray, k: int, *, ids: np.ndarray | None = None) -> np.ndarray:
     """Ids of the exact top-``k`` of each query: ``exact`` is a FAISS index or the (n, d) vectors (ids = ``ids`` or rows)."""
     if isinstance(exact, np.ndarray):
         import faiss
@@ -169,7 +174,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     return hits / total if total else 1.0
 
 
-def approximate_neighbours(index: object, queries: np.ndarray, k: int, *, tuning: SearchTuning = DEFAULT_TUNING,
+def approximate_neighbours(index: faiss.Index, queries: np.ndarray, k: int, *, tuning: SearchTuning = DEFAULT_TUNING,
                            rerank: int = 0, vectors: np.ndarray | None = None, ids: np.ndarray | None = None) -> np.ndarray:
     """Top-``k`` ids from ``index``; with ``rerank`` > k, the top ``rerank`` re-scored with the exact ``vectors``."""
     fetch = max(k, rerank)
@@ -189,7 +194,7 @@ def approximate_neighbours(index: object, queries: np.ndarray, k: int, *, tuning
     return out
 
 
-def measure_recall(index: object, vectors: np.ndarray, k: int = 10, n_queries: int = 200, *,
+def measure_recall(index: faiss.Index, vectors: np.ndarray, k: int = 10, n_queries: int = 200, *,
                    queries: np.ndarray | None = None, tuning: SearchTuning = DEFAULT_TUNING, rerank: int = 0,
                    ids: np.ndarray | None = None, seed: int = 0) -> float:
     """Recall@``k`` of ``index`` against exact search over ``vectors`` (the index's contents, ids = ``ids`` or
@@ -201,7 +206,7 @@ def measure_recall(index: object, vectors: np.ndarray, k: int = 10, n_queries: i
     return recall_at_k(found, truth, k)
 
 
-def tune_search(index: object, sample_queries: np.ndarray, exact_index_or_vectors: object, target_recall: float = 0.95, *,
+def tune_search(index: faiss.Index, sample_queries: np.ndarray, exact_index_or_vectors: faiss.Index | np.ndarray, target_recall: float = 0.95, *,
                 k: int = 10, rerank: int = 0, ids: np.ndarray | None = None, max_value: int = 1024,
                 time_queries: bool = False, config: VectorIndexConfig = VectorIndexConfig()) -> TuningResult:
     """Raise efSearch (HNSW) or nprobe (IVF) along a ladder until recall@``k`` reaches ``target_recall``.
@@ -242,13 +247,13 @@ def tune_search(index: object, sample_queries: np.ndarray, exact_index_or_vector
     raise AssertionError("unreachable")
 
 
-def tune_search_params(index: object, sample_queries: np.ndarray, exact_index_or_vectors: object,
+def tune_search_params(index: faiss.Index, sample_queries: np.ndarray, exact_index_or_vectors: faiss.Index | np.ndarray,
                        target_recall: float = 0.95, **options: object) -> SearchTuning:
     """The smallest efSearch / nprobe on the ladder reaching ``target_recall`` (see ``tune_search``)."""
     return tune_search(index, sample_queries, exact_index_or_vectors, target_recall, **options).tuning  # type: ignore[arg-type]
 
 
-def _ids_of(index: object, vectors: np.ndarray) -> np.ndarray:
+def _ids_of(index: faiss.Index, vectors: np.ndarray) -> np.ndarray:
     """The index's ids in insertion order (an ``IndexIDMap``), else row numbers."""
     import faiss
 
@@ -258,7 +263,7 @@ def _ids_of(index: object, vectors: np.ndarray) -> np.ndarray:
     return np.arange(len(vectors), dtype=np.int64)
 
 
-def _time(index: object, queries: np.ndarray, k: int, tuning: SearchTuning, repeats: int = 1) -> float:
+def _time(index: faiss.Index, queries: np.ndarray, k: int, tuning: SearchTuning, repeats: int = 1) -> float:
     """Median milliseconds of single-query searches (one query at a time, as the engine runs them)."""
     times: list[float] = []
     for _ in range(repeats):

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -158,7 +158,7 @@ class IndexStore:
         """The live commit as the current snapshot (or a fresh read) sees it."""
         with self._connect() as conn:  # plain SQL: read at the start of every search
             value = conn.exec_driver_sql("SELECT value FROM index_meta WHERE key = 'commit'").scalar_one()
-        return json.loads(value) if isinstance(value, str) else value
+        return cast("dict[str, Any]", json.loads(value) if isinstance(value, str) else value)
 
     def refresh(self) -> bool:
         """Re-read the live commit; True when another writer committed since."""
@@ -181,7 +181,7 @@ class IndexStore:
         """The FAISS factory string ``modality``'s index has in ``commit`` (default: the live one)."""
         info = (commit or self.commit_info).get("files", {}).get(modality) or {}
         if "index_type" in info:
-            return info["index_type"]
+            return cast(str, info["index_type"])
         return FIRST_AUTO_TYPE if self.index_type == AUTO_INDEX_TYPE else self.index_type
 
     def tuning(self, modality: str, *, commit: dict[str, Any] | None = None) -> vector_files.SearchTuning:
@@ -208,7 +208,7 @@ class IndexStore:
             }
         for modality in MODALITIES:
             index = self.load_vector_index(modality)
-            ids = set(faiss.vector_to_array(index.id_map).tolist()) if index.ntotal else set()
+            ids = set(faiss.vector_to_array(cast(faiss.IndexIDMap, index).id_map).tolist()) if index.ntotal else set()
             if ids != expected[modality]:
                 raise IndexFormatError(
                     f"{self.folder}: {modality} index ids differ from the database "

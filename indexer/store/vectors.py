@@ -106,12 +106,13 @@ def search(
     return index.search(queries, k, params=params)
 
 
-def _search_parameters(index: faiss.Index, allowed: np.ndarray | None, tuning: SearchTuning):
+def _search_parameters(index: faiss.Index, allowed: np.ndarray | None, tuning: SearchTuning) -> faiss.SearchParameters | None:
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
+    params: faiss.SearchParameters
     if isinstance(inner, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = tuning.ef_search
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's bundled stubs
+        params.efSearch = tuning.ef_search  # type: ignore[attr-defined]  # (same gap: no SearchParametersHNSW)
     elif isinstance(inner, faiss.IndexIVF) or _ivf_inside(inner):
         params = faiss.SearchParametersIVF()
         params.nprobe = tuning.nprobe

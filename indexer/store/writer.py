@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -181,7 +181,7 @@ class IndexWriter:
         index = self.indexes[modality]
         removals = self.pending.remove[modality]
         if removals and vector_files.supports_removal(index):
-            index.remove_ids(np.fromiter(removals, dtype=np.int64))
+            index.remove_ids(np.fromiter(removals, dtype=np.int64))  # type: ignore[arg-type]  # faiss's stubs: Index.remove_ids takes only an IDSelector; the Python wrapper takes id arrays
         elif removals:
             self._rebuild.add(modality)
         if modality in self._rebuild or not index.is_trained:
@@ -214,7 +214,7 @@ class IndexWriter:
         else:
             rows = self.session.execute(select(ImageRow.pk, ImageRow.vector).order_by(ImageRow.pk)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self._read[modality] = ids, blobs_to_matrix([r[1] for r in rows], self.store.identity.dim)
+        self._read[modality] = ids, blobs_to_matrix(cast("list[bytes]", [r[1] for r in rows]), self.store.identity.dim)
         return self._read[modality]
 
     def _choose_types(self) -> None:

@@ -135,7 +135,7 @@ def load_train_data(
 def product_attributes(record: ProductRecord) -> tuple[tuple[str, str], ...]:
     """The (field, value) attribute pairs a shopper would type, in speaking order; empty when the catalog has none."""
     values = {**{k.lower(): v for k, v in record.attributes.items()}, "category": record.category}
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for name, columns in ATTRIBUTE_FIELDS:
         value = next((values[c] for c in columns if isinstance(values.get(c), str) and values[c].strip()), None)
         if value is not None and value.strip().lower() not in [v for _, v in pairs]:

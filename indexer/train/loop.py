@@ -128,6 +128,7 @@ class TrainLoop:
         import torch.nn.functional as F
 
         vocab = self.vocab
+        assert vocab is not None  # only called when self.vocab is set (see step)
         names = self.model.encode_text(self.tokenizer(vocab.texts), normalize=True)
         labels = vocab.labels[self.torch.tensor(batch)]
         terms, offset = [], 0

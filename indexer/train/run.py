@@ -182,7 +182,7 @@ def write_model_card(report: TrainReport, *, catalog: str | Path, config: TrainC
     import torch
 
     out = report.out_dir
-    card = {
+    card: dict[str, Any] = {
         "model": {"architecture": name, "model_cfg": model_cfg,
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "weights_bytes": (out / WEIGHTS_FILE).stat().st_size, "dtype": "float16" if config.half else "float32"},

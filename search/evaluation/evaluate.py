@@ -31,6 +31,7 @@ from search.query import build_terms, query_words
 from search.rerank.features import tokens
 
 if TYPE_CHECKING:
+    from search.candidates import Candidates
     from search.engine import SearchEngine
 
 SYSTEMS: tuple[str, ...] = ("text", "image", "lexical", "fusion", "fusion+rerank")
@@ -83,11 +84,12 @@ class _CpuTimed:
     """Wraps a re-ranker and records the CPU milliseconds of each call (wall time suffers from busy neighbours)."""
 
     def __init__(self, inner: Any):
-        self.inner, self.cpu_ms = inner, []
+        self.inner = inner
+        self.cpu_ms: list[float] = []
 
-    def rerank(self, candidates):
+    def rerank(self, candidates: Candidates) -> Candidates:
         started = time.thread_time()
-        out = self.inner.rerank(candidates)
+        out: Candidates = self.inner.rerank(candidates)
         self.cpu_ms.append((time.thread_time() - started) * 1000)
         return out
 
@@ -107,7 +109,7 @@ def _ranked_ids(engine: SearchEngine, system: str, query: JudgedQuery, depth: in
 
 
 def _scores(ranked: np.ndarray, judged: np.ndarray, config: EvalConfig) -> dict[str, Any]:
-    out = {f"recall@{k}": metrics.recall_at_k(ranked, judged, k) for k in config.ks}
+    out: dict[str, Any] = {f"recall@{k}": metrics.recall_at_k(ranked, judged, k) for k in config.ks}
     out[f"ndcg@{config.ndcg_k}"] = metrics.ndcg_at_k(ranked, judged, config.ndcg_k)
     out["mrr"] = metrics.reciprocal_rank(ranked)
     out["top1"] = metrics.top1(ranked, judged)
@@ -166,7 +168,7 @@ def evaluate(engine: SearchEngine, queries: Sequence[JudgedQuery], *, config: Ev
         for name in names:
             counts[name] = counts.get(name, 0) + 1
     stages = latency.get("fusion+rerank") or latency.get("fusion") or {}
-    report = {
+    report: dict[str, Any] = {
         "queries": {"overall": sum(1 for g in groups.values() if g != ["id"]), **dict(sorted(counts.items()))},
         "ks": list(config.ks), "ndcg_k": config.ndcg_k, "depth": config.depth,
         "curve_ks": [k for k in CURVE_KS if k <= config.depth], "systems": per_system,

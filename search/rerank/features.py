@@ -20,6 +20,9 @@ mismatches it otherwise.  Missing scores (NaN) become 0 with a ``*_missing`` fla
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 BASE_FEATURES: tuple[str, ...] = (
@@ -46,27 +49,29 @@ BASE_CHANNELS: tuple[str, ...] = (
 )
 
 
-def field_names(attributes=()) -> tuple[str, ...]:
+def field_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     return ("category", "brand", *(f"attr:{a}" for a in attributes))
 
 
-def feature_names(attributes=()) -> tuple[str, ...]:
+def feature_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     """The columns of ``build_features(..., attributes=attributes)`` rows."""
     return BASE_FEATURES + tuple(f"{stat}:{field}" for field in field_names(attributes) for stat in FIELD_STATS)
 
 
-def channel_names(attributes=()) -> tuple[str, ...]:
+def channel_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     fields = field_names(attributes)
     return BASE_CHANNELS + tuple(f"match:{f}" for f in fields) + tuple(f"cons_image:{f}" for f in fields)
 
 
-def channel_columns(attributes=()) -> list[int]:
+def channel_columns(attributes: Sequence[str] = ()) -> list[int]:
     """Positions of the gated model's channels in the rows."""
     names = feature_names(attributes)
     return [names.index(c) for c in channel_names(attributes)]
 
 
 FEATURE_VERSION = 1
+#: What :func:`product_profile` keeps of one product: (title words, all words, id words, field -> value words, price).
+Profile = tuple[frozenset[str], frozenset[str], frozenset[str], dict[str, frozenset[str]], float]
 #: How many of the best candidates (per score) vote in the consensus features.
 CONSENSUS_K = 10
 
@@ -78,7 +83,7 @@ def tokens(text: str | None) -> list[str]:
     return (text or "").lower().translate(_PUNCTUATION).split()
 
 
-def _numbers(texts) -> list[float]:
+def _numbers(texts: Iterable[str]) -> list[float]:
     """Stand-alone numbers of the query ("under 50", "$30"), not the digits of a model code."""
     out = []
     for text in texts:
@@ -95,7 +100,7 @@ def _has_digit(word: str) -> bool:
     return any(c.isdigit() for c in word)
 
 
-def product_profile(product) -> tuple:
+def product_profile(product: Mapping[str, Any]) -> Profile:
     """What features need of one product's metadata, tokenised once: (title words, all words, id words,
     field → value words for category, brand and string attributes, price or NaN)."""
     fields: dict[str, frozenset[str]] = {}
@@ -109,12 +114,12 @@ def product_profile(product) -> tuple:
             fields[f"attr:{name}"] = words
     title = frozenset(tokens(product.get("title")))
     body = title.union(tokens(product.get("description")), *fields.values())
-    price = product.get("price")
+    price: Any = product.get("price")
     ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price == price and price >= 0
     return title, body, frozenset(tokens(str(product.get("id", "")))), fields, float(price) if ok else float("nan")
 
 
-def _profiles(candidates, cache) -> list[tuple]:
+def _profiles(candidates: Any, cache: dict[Any, Any] | None) -> list[Profile]:
     if cache is None:
         return [product_profile(p) for p in candidates.products]
     out = []
@@ -128,7 +133,7 @@ def _profiles(candidates, cache) -> list[tuple]:
     return out
 
 
-def _codes(fields: list[dict[str, frozenset[str]]], names) -> dict[str, tuple[np.ndarray, int]]:
+def _codes(fields: list[dict[str, frozenset[str]]], names: Sequence[str]) -> dict[str, tuple[np.ndarray, int]]:
     """Per field of ``names``: a code of each candidate's value (-1 when it has none), and how many codes."""
     wanted = set(names)
     columns = {name: np.full(len(fields), -1, dtype=np.int64) for name in names}
@@ -175,7 +180,7 @@ def _stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     return filled, filled - best, z, best - float(np.median(present))
 
 
-def build_features(candidates, *, attributes=(), cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def build_features(candidates: Any, *, attributes: Sequence[str] = (), cache: dict[Any, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, query)`` feature arrays of ``candidates`` (see the module docstring).
 
     ``attributes`` names the catalog attributes that get per-field columns (see :func:`feature_names`);
@@ -199,6 +204,7 @@ def build_features(candidates, *, attributes=(), cache: dict | None = None) -> t
     profiles = _profiles(candidates, cache)
     fields = [prof[3] for prof in profiles]
     named: dict[str, set[str]] = {}  # field → the query words that are among its values
+    values: frozenset[str] | None
     word_rows = np.zeros((n, 8), dtype=np.float64)
     if word_set:
         for product_fields in fields:

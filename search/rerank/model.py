@@ -17,11 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.evaluation import metrics
 from search.rerank.features import QUERY_FEATURES, channel_columns, feature_names
+
+if TYPE_CHECKING:  # torch is imported lazily, only to train
+    import torch
+    from torch import nn
 
 ARCHITECTURES = ("concat", "gated")
 OBJECTIVES = ("pairwise", "pointwise")
@@ -98,7 +103,7 @@ class Normaliser:
     def fit(cls, data: Sequence[QueryData]) -> Normaliser:
         rows = np.concatenate([d.rows for d in data]).astype(np.float64)
         queries = np.stack([d.query for d in data]).astype(np.float64)
-        std = lambda a: np.where(a.std(axis=0) > 1e-6, a.std(axis=0), 1.0).astype(np.float32)  # noqa: E731
+        std: Callable[[np.ndarray], np.ndarray] = lambda a: np.where(a.std(axis=0) > 1e-6, a.std(axis=0), 1.0).astype(np.float32)  # noqa: E731
         return cls(row_mean=rows.mean(axis=0).astype(np.float32), row_std=std(rows),
                    query_mean=queries.mean(axis=0).astype(np.float32), query_std=std(queries))
 
@@ -119,15 +124,17 @@ def forward(arch: str, params: dict[str, np.ndarray], norm: Normaliser, rows: np
         z = np.concatenate([x, np.broadcast_to(q, (len(x), len(q)))], axis=1)
         if "w1" in params:
             z = np.maximum(z @ params["w1"] + params["b1"], 0.0)
-        return (z @ params["w2"] + params["b2"]).reshape(-1).astype(np.float32)
+        scores: np.ndarray = (z @ params["w2"] + params["b2"]).reshape(-1).astype(np.float32)
+        return scores
     h = np.maximum(q @ params["g1"] + params["c1"], 0.0)
     logits = h @ params["g2"] + params["c2"]
     gate = np.exp(logits - logits.max())
     gate /= gate.sum()
-    return (x[:, list(channels)] @ (gate * params["scale"])).astype(np.float32)
+    gated: np.ndarray = (x[:, list(channels)] @ (gate * params["scale"])).astype(np.float32)
+    return gated
 
 
-def _torch_model(arch: str, hidden: int, attributes: Sequence[str]):
+def _torch_model(arch: str, hidden: int, attributes: Sequence[str]) -> nn.Module:
     import torch
     from torch import nn
 
@@ -143,13 +150,15 @@ def _torch_model(arch: str, hidden: int, attributes: Sequence[str]):
             self.w2 = nn.Parameter(torch.randn(hidden or width, 1) * (1.0 / (hidden or width)) ** 0.5)
             self.b2 = nn.Parameter(torch.zeros(1))
 
-        def forward(self, x, q):  # (B, N, F), (B, G) -> (B, N)
+        def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # (B, N, F), (B, G) -> (B, N)
             z = torch.cat([x, q[:, None, :].expand(-1, x.shape[1], -1)], dim=2)
             if hidden:
                 z = torch.relu(z @ self.w1 + self.b1)
             return (z @ self.w2 + self.b2).squeeze(-1)
 
     class Gated(nn.Module):
+        channels: torch.Tensor  # the buffer registered below
+
         def __init__(self) -> None:
             super().__init__()
             width = hidden or 16
@@ -160,14 +169,14 @@ def _torch_model(arch: str, hidden: int, attributes: Sequence[str]):
             self.scale = nn.Parameter(torch.full((n_channels,), 0.1))
             self.register_buffer("channels", torch.tensor(channel_columns(attributes), dtype=torch.long))
 
-        def forward(self, x, q):
+        def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
             gate = torch.softmax(torch.relu(q @ self.g1 + self.c1) @ self.g2 + self.c2, dim=-1)  # (B, C)
             return (x[:, :, self.channels] * (gate * self.scale)[:, None, :]).sum(-1)
 
     return Concat() if arch == "concat" else Gated()
 
 
-def _pad(data: Sequence[QueryData], norm: Normaliser):
+def _pad(data: Sequence[QueryData], norm: Normaliser) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     import torch
 
     n = max(len(d.labels) for d in data)
@@ -182,7 +191,8 @@ def _pad(data: Sequence[QueryData], norm: Normaliser):
     return torch.from_numpy(x), torch.from_numpy(q), torch.from_numpy(y), torch.from_numpy(m)
 
 
-def _loss(objective: str, scores, labels, mask, weights, max_label: float):
+def _loss(objective: str, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor,
+          max_label: float) -> torch.Tensor:
     """Per-query losses (each query's pairs or candidates averaged), then their ``weights``-weighted mean."""
     import torch
     import torch.nn.functional as F
@@ -202,7 +212,7 @@ def _loss(objective: str, scores, labels, mask, weights, max_label: float):
 class _AdamW:
     """AdamW (decoupled weight decay), written out: ``torch.optim`` pulls in torch._dynamo, seconds of import."""
 
-    def __init__(self, params: list, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: list[nn.Parameter], *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         import torch
 
@@ -238,7 +248,8 @@ def query_weights(data: Sequence[QueryData], *, balance: bool) -> np.ndarray:
     kinds = [d.kind for d in data]
     counts = {k: kinds.count(k) for k in set(kinds)}
     weights = np.array([1.0 / counts[k] for k in kinds], np.float32)
-    return weights * len(data) / weights.sum()
+    balanced: np.ndarray = weights * len(data) / weights.sum()
+    return balanced
 
 
 def ndcg(data: Sequence[QueryData], scores: Sequence[np.ndarray], k: int = 10, *, balanced: bool = False) -> float:
@@ -308,7 +319,7 @@ def _fit(train: Sequence[QueryData], val: Sequence[QueryData], config: RerankerC
             x, q, y, m = _pad([train[i] for i in picked], norm)
             loss = _loss(config.objective, model(x, q), y, m, torch.from_numpy(weights[picked]), max_label)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             optimiser.step()
             total, steps = total + float(loss.detach()), steps + 1
         params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if k != "channels"}

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import select
@@ -52,7 +52,7 @@ class FusionReranker:
         self.params = params
         self.norm = norm
         self.meta = meta
-        self._profiles: dict = {}  # product metadata tokenised once (see build_features)
+        self._profiles: dict[Any, Any] = {}  # product metadata tokenised once (see build_features)
 
     def score(self, candidates: Candidates) -> np.ndarray:
         if len(self._profiles) > PROFILE_CACHE:
@@ -106,7 +106,7 @@ def save_reranker(reranker: FusionReranker, index_folder: str | Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with (staging / WEIGHTS_FILE).open("wb") as handle:
-        np.savez(handle, **reranker.params)
+        np.savez(handle, **reranker.params)  # type: ignore[arg-type]  # numpy's stub: **kwds could be allow_pickle
     (staging / META_FILE).write_text(json.dumps(reranker.meta, indent=2) + "\n", encoding="utf-8")
     if target.exists():
         target.rename(old)
@@ -126,7 +126,7 @@ def read_reranker(folder: str | Path) -> FusionReranker:
         raise ModelError(f"{folder}: unreadable re-ranker ({exc}); retrain it with `vitrina train-reranker`") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ModelError(f"{folder}: not a re-ranker of format {FORMAT} v{FORMAT_VERSION}; retrain it with `vitrina train-reranker`")
-    attributes = meta.get("attributes") if isinstance(meta.get("attributes"), list) else []
+    attributes = cast("list[str]", meta.get("attributes") if isinstance(meta.get("attributes"), list) else [])
     if (meta.get("feature_version") != FEATURE_VERSION or meta.get("features") != list(feature_names(attributes))
             or meta.get("query_features") != list(QUERY_FEATURES) or meta.get("channels") != list(channel_names(attributes))):
         raise ModelError(f"{folder}: trained on another feature set (v{meta.get('feature_version')}, "

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -56,6 +56,7 @@ _SLACK = 64 * 1024  # room for multipart boundaries and the small fields beside 
 _PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data: http: https:; style-src 'self'; script-src 'self'; "
              "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 log = logging.getLogger("vitrina.web")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +117,7 @@ class _Service:
         self.facet_fields = ["category", "brand", "price", *extra]
         self.pool = ThreadPoolExecutor(max_workers=config.search_threads, thread_name_prefix="vitrina-web")
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.wrap_future(self.pool.submit(fn, *args))
 
     def search(self, body: SearchIn, prefix: str) -> dict[str, Any]:
@@ -228,7 +229,7 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def prefix(request: Request) -> str:
-        return request.scope.get("root_path", "").rstrip("/")
+        return cast(str, request.scope.get("root_path", "")).rstrip("/")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -298,7 +299,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         if raw["type"] == "json_invalid":
             error.update(loc=("body",), msg=f"invalid JSON at character {raw['loc'][-1]} ({raw.get('ctx', {}).get('error', '')})")
         errors.append(error)
-    field = lambda loc: ".".join(str(x) for x in loc if x not in ("body", "form", "query", "path")) or "body"
+    field: Callable[[Any], str] = lambda loc: ".".join(str(x) for x in loc if x not in ("body", "form", "query", "path")) or "body"
     detail = "; ".join(f"{field(e['loc'])}: {e['msg']}" for e in errors)
     return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
 

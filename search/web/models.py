@@ -13,7 +13,8 @@ _TOKEN = re.compile(r'([-\u2212]?)(?:"([^"]*)"|(\S+))')
 
 def parse_refine(text: str) -> tuple[str, list[str]]:
     """``'but in red -striped -"v neck"'`` → ``("but in red", ["striped", "v neck"])``."""
-    positive, negative = [], []
+    positive: list[str] = []
+    negative: list[str] = []
     for sign, quoted, word in _TOKEN.findall(text):
         value = (quoted or word.strip('"')).lstrip("-\u2212" if sign else "").strip()
         if value.strip("-\u2212"):
@@ -75,7 +76,7 @@ class SearchIn(PageIn):
 
     text: str | None = Field(None, max_length=2000, description='Refine syntax: red dress -striped -"v neck"')
     image: str | None = Field(None, description="A photo as base64 or a data: URL")
-    weights: Weights = Field(default_factory=Weights)
+    weights: Weights = Field(default_factory=Weights)  # type: ignore[arg-type]  # pydantic's Field overloads infer Never for a model class
     terms: list[TermIn] = Field(default_factory=list, max_length=64)
     exclude: list[str] = Field(default_factory=list, max_length=1000, description="Product ids to leave out")
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 try:
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -19,7 +22,7 @@ except ImportError:  # python-multipart < 0.0.13
 class BodyCap:
     """ASGI middleware: a request body over its path's limit gets 413, checked while it streams in."""
 
-    def __init__(self, app: Any, *, default: tuple[int, str], per_path: dict[str, tuple[int, str]]):
+    def __init__(self, app: ASGIApp, *, default: tuple[int, str], per_path: dict[str, tuple[int, str]]):
         self.app, self.default, self.per_path = app, default, per_path
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
@@ -33,7 +36,7 @@ class BodyCap:
 
         async def capped() -> dict[str, Any]:
             nonlocal seen
-            event = await receive()
+            event: dict[str, Any] = await receive()
             seen += len(event.get("body", b""))
             if seen > limit:
                 raise HTTPException(413, message)

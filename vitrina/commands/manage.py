@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,7 +35,7 @@ def info_command(index_dir: Path, as_json: bool) -> None:
                        "recall_at_10": info.get("recall"), "tuning": info.get("tuning"), "tuned_at": info.get("tuned_at")}
             for modality, info in files.items()
         }
-        data = {
+        data: dict[str, Any] = {
             "folder": str(index_dir), "model": store.identity.to_json(), "model_spec": store.model_spec,
             "index_type": store.index_type, "max_memory": store.max_memory, "vector_indexes": vectors,
             "counts": store.counts(), "generation": store.commit_info.get("generation"),

@@ -6,13 +6,20 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from indexer.config import ModelConfig
 
 from vitrina.options import domain_errors
+
+if TYPE_CHECKING:
+    from search import SearchEngine
+    from search.rerank.model import EpochReport
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _SYSTEM_LABELS = {"text": "text vector", "image": "image vector", "lexical": "lexical (BM25)", "fusion": "weighted sum",
                   "fusion+rerank": "fusion + classifier"}
@@ -23,7 +30,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(eval_command)
 
 
-def _common(func):
+def _common(func: _F) -> _F:
     func = click.option("--pretrained", help="Pretrained tag or checkpoint, when --model is given.")(func)
     func = click.option("--model", help="Query model (default: the one the index was built with).")(func)
     func = click.option("--judgments", "judgments_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -33,7 +40,7 @@ def _common(func):
     return func
 
 
-def _open_engine(index_dir: Path, model: str | None, pretrained: str | None):
+def _open_engine(index_dir: Path, model: str | None, pretrained: str | None) -> SearchEngine:
     """The index's engine without its stored classifier (callers decide whether to load it)."""
     from search import SearchEngine
 
@@ -89,7 +96,7 @@ def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | N
     if not queries:
         raise click.ClickException(f"{judgments_file}: no judged queries")
 
-    def on_epoch(report) -> None:
+    def on_epoch(report: EpochReport) -> None:
         val = f", val nDCG@10 {report.val_ndcg:.4f}" if report.val_ndcg is not None else ""
         click.echo(f"epoch {report.epoch}/{epochs}: loss {report.loss:.4f}{val} ({report.seconds:.1f}s)", err=True)
 

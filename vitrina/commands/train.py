@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from indexer.errors import VitrinaError
+
+if TYPE_CHECKING:
+    from indexer.train.run import TrainConfig
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(train_command)
 
 
-def _defaults():
+def _defaults() -> TrainConfig:
     from indexer.train.run import TrainConfig
 
     return TrainConfig()
@@ -44,7 +48,7 @@ def _defaults():
 @click.option("--half/--no-half", default=None, help="Store fp16 weights [default: on].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="AdamW weight decay.")
 @click.option("--warmup", type=click.FloatRange(0, 1, max_open=True), help="Fraction of steps with linear warm-up.")
-def train_command(catalog: Path, out_dir: Path, model: str, init: str | None, **options) -> None:
+def train_command(catalog: Path, out_dir: Path, model: str, init: str | None, **options: Any) -> None:
     """Train (or fine-tune) a CLIP model on a catalog's photo/text pairs.
 
     Uses open_clip's model classes and its contrastive loss (ClipLoss), with photo

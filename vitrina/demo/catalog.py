@@ -258,7 +258,7 @@ def _make_queries(products: list[_Product], total: int, seed: int) -> tuple[list
                         break
                     a = rng.choice(products)
                 used_texts.add(text)
-                photo, labels = None, {p.id: _grade(p, **intent) for p in products}  # type: ignore[arg-type]
+                photo, labels = None, {p.id: _grade(p, **intent) for p in products}
             elif kind == "photo":
                 text, labels = None, {p.id: 3 if p.id == a.id else _same_look(p, a) for p in products}
             else:  # "this one but in <colour>": the shown product itself becomes a hard negative

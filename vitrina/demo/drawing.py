@@ -14,7 +14,10 @@ import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
+from typing import Any, Union
+
+# "cast" is a local name in render_photo (the colour cast), hence the alias
+from typing import cast as typing_cast
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
@@ -22,7 +25,7 @@ from PIL import Image, ImageChops, ImageDraw
 RGB = tuple[int, int, int]
 # Paint of a primitive: "body" adds to the silhouette (patterned), "cut" removes from it; a detail paint is drawn
 # on top: ("shade", factor of the primary), ("contrast",) the pattern's secondary colour, ("rgb", colour).
-Paint = Union[str, tuple]
+Paint = Union[str, tuple[Any, ...]]
 
 SHAPE_NAMES: tuple[str, ...]  # the drawable categories, set below from _SHAPES
 FINISHES = ("matte", "grain", "gloss")
@@ -204,12 +207,12 @@ def _dist(a: RGB, b: RGB) -> float:
     return math.dist(a, b)
 
 
-def _paint_colour(paint: tuple, look: Look) -> RGB:
+def _paint_colour(paint: tuple[Any, ...], look: Look) -> RGB:
     if paint[0] == "shade":
         return tuple(int(round(c * paint[1])) for c in look.primary)  # type: ignore[return-value]
     if paint[0] == "contrast":
         return look.secondary
-    return paint[1]
+    return typing_cast(RGB, paint[1])
 
 
 class _Pose:
@@ -296,7 +299,8 @@ def _background(size: int, primary: RGB, rng: np.random.Generator) -> Image.Imag
 def _ramp(size: int, angle: float) -> np.ndarray:
     """A linear ramp in [-0.5, 0.5] across a square along ``angle``."""
     g = np.linspace(-0.5, 0.5, size, dtype=np.float32) * np.float32(math.sqrt(0.5))
-    return math.cos(angle) * g[None, :] + math.sin(angle) * g[:, None]
+    ramp: np.ndarray = math.cos(angle) * g[None, :] + math.sin(angle) * g[:, None]
+    return ramp
 
 
 _BANK_SIDE = 512
@@ -328,7 +332,8 @@ def _add_noise(img: Image.Image, sigma: float, rng: np.random.Generator, *, mono
 def _lut(contrast: float, gain: float, cast: np.ndarray) -> list[int]:
     v = np.arange(256, dtype=np.float64)
     out = ((v - 128.0) * contrast + 128.0) * gain
-    return np.clip(out[None, :] + cast[:, None] + 0.5, 0, 255).astype(np.uint8).ravel().tolist()
+    table: list[int] = np.clip(out[None, :] + cast[:, None] + 0.5, 0, 255).astype(np.uint8).ravel().tolist()
+    return table
 
 
 def render_photo(look: Look, *, size: int, rng: np.random.Generator) -> Image.Image:
@@ -348,13 +353,13 @@ def render_photo(look: Look, *, size: int, rng: np.random.Generator) -> Image.Im
         if prim.kind == "poly":
             mdraw.polygon(pts, fill=fill)
             if detail:
-                ldraw.polygon(pts, fill=_paint_colour(prim.paint, look))
+                ldraw.polygon(pts, fill=_paint_colour(typing_cast("tuple[Any, ...]", prim.paint), look))
         else:
             w = max(1, int(round(prim.width * pose.scale)))
             joint = "curve" if len(pts) > 2 else None
             mdraw.line(pts, fill=fill, width=w, joint=joint)
             if detail:
-                ldraw.line(pts, fill=_paint_colour(prim.paint, look), width=w, joint=joint)
+                ldraw.line(pts, fill=_paint_colour(typing_cast("tuple[Any, ...]", prim.paint), look), width=w, joint=joint)
     if look.finish == "gloss":
         hl = Image.new("L", (big, big), 0)
         ImageDraw.Draw(hl).polygon(pose.apply(_GLOSS.points), fill=70)
