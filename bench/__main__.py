@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from bench import encoder_runtime, indexing, latency, query_split, recall, recall_large, serve_latency, text_tower
+from bench import encoder_runtime, indexing, latency, query_split, ranking, recall, recall_large, serve_latency, text_tower
 
 
 def main() -> None:
@@ -23,6 +23,7 @@ def main() -> None:
     indexing.configure(sub.add_parser("indexing", help="images/s: model forward passes alone vs build_index end to end"))
     encoder_runtime.configure(sub.add_parser("encoder-runtime", help="image tower images/s: eager torch vs ONNX Runtime, cosine"))
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
+    ranking.configure(sub.add_parser("ranking", help="ranking quality: demo catalog (unseen seed) + hand catalog, nDCG, p50"))
     serve = serve_latency.configure(sub.add_parser("serve-latency", help="p50/p95 of /search and /search/image, 8 concurrent clients"))
     serve.set_defaults(run=serve_latency.main)
     args = parser.parse_args()

@@ -7,6 +7,7 @@ objects from its options and passes them down.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -157,14 +158,27 @@ class IndexConfig:
 class SearchConfig:
     """Defaults of a search; each may be overridden per query."""
 
+    #: How much a product's photos count against its text (0..1), for text and product terms.  Every
+    #: part is a z-score against the index's own reference sample first (``search.calibration``), so the
+    #: share means what it says whatever the model's modality gap.
     image_share: float = DEFAULT_IMAGE_SHARE
+    #: The same for photo terms (None: ``image_share``).  A query's explicit ``image_share`` sets both.
+    photo_image_share: float | None = None
     k: int = 10
     max_k: int = 1000
     #: ANN candidates fetched per modality index, as a multiple of ``k + offset``.
     candidate_factor: int = 4
     min_candidates: int = 100
-    #: Weight of the BM25 word match (normalised per query to [0, 1]) added to the fused score.
-    lexical_weight: float = 0.1
+    #: Weight of the BM25 word match, as a z-score over the catalog capped at 8, in the fused sum (0..1).
+    lexical_weight: float = 0.5
+    #: Weight of field evidence (query words naming a category, brand or attribute value) in the fused sum,
+    #: in z units: a product of the named kind gains ``field_weight * prior`` (``search.field_match``).
+    field_weight: float = 3.0
+    #: How much each field counts per named value; fields not listed: 1.0 for category-like names
+    #: (category, type, kind, product_type, department), 0.5 for the rest.
+    field_priors: Mapping[str, float] = field(default_factory=dict)
+    #: Synonyms the catalog declares: phrase -> (field, value), e.g. {"settee": ("category", "sofa")}.
+    synonyms: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: BM25 candidates fetched beside the ANN candidates for text terms.
     lexical_candidates: int = 100
     #: Words found in more products than this stay out of the BM25 query: scoring every match costs

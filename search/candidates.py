@@ -61,6 +61,9 @@ class Candidates:
     lexical: np.ndarray  # raw BM25 (higher is better), NaN: the words did not match
     lexical_norm: np.ndarray  # BM25 / the query's best BM25
     fused: np.ndarray
+    #: Each part of ``fused`` as it enters the sum (``image``, ``text``, ``lexical``, ``field`` and one
+    #: ``field:NAME`` per matched field); ``fused`` is the sum of the first four.
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
     products: list[dict[str, Any]]
     query: QueryInfo
     rerank: np.ndarray | None = None
@@ -81,6 +84,7 @@ class Candidates:
         arrays = {name: getattr(self, name)[order] for name in
                   ("pks", "text", "image", "image_position", "image_count", "lexical", "lexical_norm", "fused")}
         return replace(self, **arrays, products=[self.products[i] for i in order],
+                       parts={name: part[order] for name, part in self.parts.items()},
                        rerank=None if self.rerank is None else self.rerank[order])
 
     def with_rerank(self, scores: np.ndarray) -> Candidates:

@@ -22,9 +22,12 @@ from indexer.store.reader import IndexStore
 from search import fusion
 from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
+from search.field_match import named_values
+from search.field_table import FieldTable
 from search.query import Term, build_terms, query_words
 from search.rerank.storage import load_reranker
 from search.results import SearchResult, hits_from, no_candidates
+from search.scoring import QueryFields, Weights, read_fields, score
 from search.text_cache import TextCache
 from search.vector_view import VectorView
 
@@ -101,7 +104,7 @@ class SearchEngine:
 
     def _load_indexes(self) -> None:
         with self.store.snapshot():
-            self._view = VectorView(self.store)
+            self._view = self._new_view(None)
 
     def _current_view(self) -> VectorView:
         """The view of the commit this thread's snapshot sees (loaded when a writer committed since)."""
@@ -112,10 +115,13 @@ class SearchEngine:
         with self._lock:
             if self._view.generation == commit.get("generation", 0):
                 return self._view
-            view = VectorView(self.store, commit)
+            view = self._new_view(commit)
             if view.generation > self._view.generation:
                 self._view = view
             return view
+
+    def _new_view(self, commit: dict[str, Any] | None) -> VectorView:
+        return VectorView(self.store, commit, field_priors=self.config.field_priors, synonyms=self.config.synonyms)
 
     @contextmanager
     def _consistent(self) -> Iterator[VectorView]:
@@ -148,6 +154,7 @@ class SearchEngine:
         offset: int = 0,
         image_share: float | None = None,
         lexical_weight: float | None = None,
+        field_weight: float | None = None,
         rerank: bool = True,
         exclude: Sequence[str] = (),
     ) -> SearchResult:
@@ -156,27 +163,39 @@ class SearchEngine:
         ``text`` and ``image`` (a path, bytes or PIL image) are weighted by ``weights``
         (``{"text": 1.0, "image": 1.0}`` by default); ``terms`` adds ``(value, weight)``
         pairs where value is a str (text), an image, or ``{"product": id}``.
-        ``image_share`` is how much a product's photos count against its text (0..1);
-        ``lexical_weight`` how much the BM25 word match adds (0 turns word search off).
+        ``image_share`` is how much a product's photos count against its text (0..1; default
+        ``config.image_share`` for text terms, ``config.photo_image_share`` for photos);
+        ``lexical_weight`` how much the BM25 word match adds (0 turns word search off);
+        ``field_weight`` how much words naming a catalog field value (a category, a colour) add (0: off).
+        Every part is calibrated first (``search.calibration``); the result reports the weights used.
         ``rerank=False`` skips the index's trained re-ranker (when it has one).
         """
         started = time.perf_counter()
         query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
         k, offset, share = self._check_params(k, offset, image_share)
-        lexical = self.config.lexical_weight if lexical_weight is None else lexical_weight
-        if isinstance(lexical, bool) or not isinstance(lexical, (int, float)) or not 0.0 <= lexical <= 1.0:
-            raise QueryError(f"lexical_weight must be a number within [0, 1], got {lexical!r}")
+        lexical = _weight("lexical_weight", self.config.lexical_weight if lexical_weight is None else lexical_weight, 1.0)
+        field_w = _weight("field_weight", self.config.field_weight if field_weight is None else field_weight, 100.0)
+        photo_share = share if image_share is not None or self.config.photo_image_share is None \
+            else self.config.photo_image_share
+        shares = tuple(photo_share if t.kind == "image" else share for t in query_terms)
         info = QueryInfo.from_terms(query_terms, words=query_words(query_terms) if lexical > 0 else [],
-                                    image_share=share, lexical_weight=float(lexical))
+                                    image_share=share, lexical_weight=lexical)
         reranker = self.reranker if rerank else None
         depth = max(offset + k, self.config.rerank_depth if reranker is not None else 0)
         timings: dict[str, float] = {}
         with self._consistent() as view:
             clauses = compile_where(where, attribute_fields=view.attribute_fields)
             t = time.perf_counter()
-            query = self._query_vector(query_terms)
+            vectors = self._term_vectors(query_terms)
             timings["encode"] = _ms(t)
-            candidates = self._candidates(view, query, clauses, info=info, depth=depth, exclude=exclude, timings=timings,
+            table = view.fields.get() if field_w > 0 else None
+            fields = read_fields(query_terms, info.words, table.vocabulary) if table is not None else \
+                QueryFields(bm25_words=info.words)
+            used = Weights(term_weights=tuple(t.weight for t in query_terms), image_shares=shares,
+                           lexical_weight=lexical, field_weight=field_w,
+                           field_priors=dict(table.vocabulary.priors) if table is not None else {})
+            candidates = self._candidates(view, query_terms, vectors, clauses, info=info, fields=fields, weights=used,
+                                          table=table, depth=depth, exclude=exclude, timings=timings,
                                           keep_lexical=self.config.lexical_keep if reranker is not None else 0)
         if reranker is not None and len(candidates):
             t = time.perf_counter()
@@ -184,7 +203,8 @@ class SearchEngine:
             timings["rerank"] = _ms(t)
         page = candidates.take(np.arange(offset, min(offset + k, len(candidates))))
         timings["total"] = _ms(started)
-        return SearchResult(hits=hits_from(page), timings=timings, candidates=candidates.extra.get("scored", len(candidates)))
+        return SearchResult(hits=hits_from(page), timings=timings, candidates=candidates.extra.get("scored", len(candidates)),
+                            weights=used.to_json(), fields=fields.to_json())
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
                 image_share: float | None = None, offset: int = 0, rerank: bool = True) -> SearchResult:
@@ -226,7 +246,8 @@ class SearchEngine:
             raise QueryError(f"image_share must be a number within [0, 1], got {share!r}")
         return k, offset, float(share)
 
-    def _query_vector(self, terms: list[Term]) -> np.ndarray:
+    def _term_vectors(self, terms: list[Term]) -> np.ndarray:
+        """Each term's unit vector, ``(t, d)``."""
         vectors = np.zeros((len(terms), self.encoder.dim), dtype=np.float32)
         texts = [(i, t.value) for i, t in enumerate(terms) if t.kind == "text"]
         for i, t in enumerate(terms):
@@ -240,10 +261,7 @@ class SearchEngine:
         for i, t in enumerate(terms):
             if t.kind == "product":
                 vectors[i] = self._product_vector(t.value)
-        try:
-            return fusion.combine_terms(vectors, np.array([t.weight for t in terms], dtype=np.float32))
-        except fusion.FusionError as exc:
-            raise QueryError(str(exc)) from None
+        return vectors
 
     def _product_vector(self, product_id: str) -> np.ndarray:
         """A stored product as a query term: the mean of its image vectors plus its text vector."""
@@ -258,9 +276,17 @@ class SearchEngine:
             parts.append(stored["text"][0])
         return _unit(np.sum(parts, axis=0))
 
-    def _candidates(self, view: VectorView, query: np.ndarray, clauses: list[Any], *, info: QueryInfo, depth: int,
+    def _candidates(self, view: VectorView, terms: list[Term], vectors: np.ndarray, clauses: list[Any], *,
+                    info: QueryInfo, fields: QueryFields, weights: Weights, table: FieldTable | None, depth: int,
                     exclude: Sequence[str], timings: dict[str, float], keep_lexical: int = 0) -> Candidates:
-        """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages."""
+        """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages.
+
+        Candidates: the ANN neighbours of the combined query vector, the best BM25 matches of the words no
+        field match used up, and the ANN neighbours among the products of the kind the words name."""
+        try:
+            query = fusion.combine_terms(vectors, np.array(weights.term_weights, dtype=np.float32))
+        except fusion.FusionError as exc:
+            raise QueryError(str(exc)) from None
         needed = depth + len(exclude)
         n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
         t = time.perf_counter()
@@ -270,12 +296,14 @@ class SearchEngine:
             if len(allowed[0]) == 0:
                 timings["sqlite"] = _ms(t)
                 return no_candidates(info)
-        words = list(info.words)
+        words = list(fields.bm25_words) if info.lexical_weight > 0 else []
+        counts = self.store.word_counts(words) if words else {}
         limit = self.config.lexical_max_docs
         if words and limit is not None and view.indexes["text"].ntotal > limit:
-            counts = self.store.word_counts(words)
             words = [w for w in words if counts.get(w, 0) <= limit]
         lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
+        kind = _kind_clauses(fields, weights, view)
+        kind_allowed = self.store.allowed(clauses + kind) if kind else None
         timings["sqlite"] = _ms(t)
         t = time.perf_counter()
         if allowed is not None and (not view.exact and len(allowed[0]) <= self.config.exact_scan_limit):
@@ -284,33 +312,59 @@ class SearchEngine:
             pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe)
             if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
                 pks = allowed[0]  # the approximate search came up short: top up exactly
+        if kind_allowed is not None and len(kind_allowed[0]):
+            pks = np.union1d(pks, view.ann_candidates(query, n_candidates, kind_allowed, ef_search=self.config.ef_search,
+                                                      nprobe=self.config.nprobe))
         pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)
         if exclude:
             pks = np.setdiff1d(pks, np.fromiter(self.store.product_pks(exclude).values(), dtype=np.int64))
         stored = view.vectors_of(pks)
+        reference = view.reference()
         timings["ann"] = _ms(t)
         t = time.perf_counter()
-        text_score, image_score, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"], stored["image_owner"])
-        lexical = fusion.align_scores(pks, lexical_pks, lexical_raw)
-        lexical_norm = fusion.normalise_lexical(lexical)
-        fused = fusion.fuse(text_score, image_score, info.image_share, lexical=lexical_norm, lexical_weight=info.lexical_weight)
+        scored = score(pks=pks, stored=stored, query=query, term_vectors=vectors, weights=weights, reference=reference,
+                       lexical_pks=lexical_pks, lexical_raw=lexical_raw,
+                       lexical_matches=max([len(lexical_pks), *counts.values()]), products=view.products,
+                       fields=fields, table=table, photo_terms=[i for i, term in enumerate(terms)
+                                                                 if term.kind == "image" and term.weight > 0])
+        fused = scored.parts.fused
         order = fusion.top_k(pks, fused, depth)
         if keep_lexical:  # the best word matches reach the re-ranker even when their vectors rank them low
             extra = np.setdiff1d(np.flatnonzero(np.isin(pks, lexical_pks[:keep_lexical])), order)
             order = np.concatenate([order, extra[np.argsort(-fused[extra], kind="stable")]])
+        best = scored.best_image
         position = np.full(len(pks), -1, dtype=np.int64)
         position[best >= 0] = stored["image_position"][best[best >= 0]]
         timings["fuse"] = _ms(t)
         t = time.perf_counter()
         meta = self.store.products(pks[order].tolist())
         timings["sqlite"] += _ms(t)
+        parts = {"image": scored.parts.image, "text": scored.parts.text, "lexical": scored.parts.lexical,
+                 "field": scored.parts.field, **{f"field:{name}": part for name, part in scored.field_parts.items()}}
         return Candidates(
-            pks=pks[order], text=text_score[order], image=image_score[order], image_position=position[order],
+            pks=pks[order], text=scored.text_cosine[order], image=scored.image_cosine[order], image_position=position[order],
             image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
-            lexical=lexical[order], lexical_norm=lexical_norm[order], fused=fused[order],
+            lexical=scored.lexical_raw[order], lexical_norm=scored.lexical_norm[order], fused=fused[order],
+            parts={name: part[order] for name, part in parts.items()},
             products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks)},
         )
 
+
+def _kind_clauses(fields: QueryFields, weights: Weights, view: VectorView) -> list[Any]:
+    """A filter for the products of the kind the words name (the values of the field that counts most), so
+    the best of them join the candidates even when the query vector ranks other kinds first."""
+    named = {name: named_values(fields.evidence, name) for name in fields.evidence}
+    named = {name: values for name, values in named.items() if values}
+    if not named:
+        return []
+    top = max(named, key=lambda name: (weights.field_priors.get(name, 0.0), name == "category"))
+    return compile_where({top: {"in": named[top]}}, attribute_fields=view.attribute_fields)
+
+
+def _weight(name: str, value: Any, most: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= most:
+        raise QueryError(f"{name} must be a number within [0, {most:g}], got {value!r}")
+    return float(value)
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)

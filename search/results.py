@@ -14,7 +14,12 @@ from search.candidates import Candidates, QueryInfo
 
 @dataclass(frozen=True, kw_only=True)
 class Hit:
-    """One result: the product, its fused score, the parts it came from, and its best image."""
+    """One result: the product, its score, the parts it came from, and its best image.
+
+    ``scores`` holds each part of the fused score as it enters the sum (``image``, ``text``, ``lexical``,
+    ``field``; ``fused`` is their sum), the raw values beside them (``image_cosine``, ``text_cosine``,
+    ``bm25``) and ``rerank`` when a trained re-ranker ordered the hits (then ``score`` is that).
+    ``matched`` names the fields whose values the query's words (or photo) named, with their parts."""
 
     product_id: str
     score: float
@@ -22,21 +27,25 @@ class Hit:
     scores: dict[str, float | None]
     image: str | None = None
     image_index: int | None = None
+    matched: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "product_id": self.product_id, "score": self.score, "scores": self.scores,
+            "product_id": self.product_id, "score": self.score, "scores": self.scores, "matched": self.matched,
             "image": self.image, "image_index": self.image_index, "product": self.product,
         }
 
 
 @dataclass(frozen=True, kw_only=True)
 class SearchResult(Sequence[Hit]):
-    """The hits of one query, best first, with per-stage timings in milliseconds."""
+    """The hits of one query, best first, with per-stage timings in milliseconds, the weights the query was
+    scored with (one set per query) and the catalog field values its words named."""
 
     hits: list[Hit]
     timings: dict[str, float] = field(default_factory=dict)
     candidates: int = 0
+    weights: dict[str, Any] = field(default_factory=dict)
+    fields: list[dict[str, Any]] = field(default_factory=list)
 
     @overload
     def __getitem__(self, index: int) -> Hit: ...
@@ -51,7 +60,8 @@ class SearchResult(Sequence[Hit]):
         return len(self.hits)
 
     def to_json(self) -> dict[str, Any]:
-        return {"hits": [h.to_json() for h in self.hits], "timings_ms": self.timings, "candidates": self.candidates}
+        return {"hits": [h.to_json() for h in self.hits], "timings_ms": self.timings, "candidates": self.candidates,
+                "weights": self.weights, "fields": self.fields}
 
 
 def no_candidates(info: QueryInfo) -> Candidates:
@@ -65,12 +75,16 @@ def hits_from(candidates: Candidates) -> list[Hit]:
     hits = []
     for i, product in enumerate(candidates.products):
         position = int(candidates.image_position[i])
-        scores = {"image": _num(candidates.image[i]), "text": _num(candidates.text[i]),
-                  "lexical": _num(candidates.lexical[i]), "fused": float(candidates.fused[i])}
+        scores: dict[str, float | None] = {name: float(candidates.parts[name][i])
+                                           for name in ("image", "text", "lexical", "field") if name in candidates.parts}
+        scores.update({"fused": float(candidates.fused[i]), "image_cosine": _num(candidates.image[i]),
+                       "text_cosine": _num(candidates.text[i]), "bm25": _num(candidates.lexical[i])})
         if candidates.rerank is not None:
             scores["rerank"] = float(candidates.rerank[i])
+        matched = {name.partition(":")[2]: round(float(part[i]), 4) for name, part in candidates.parts.items()
+                   if name.startswith("field:") and part[i] != 0}
         hits.append(Hit(
-            product_id=product["id"], score=float(candidates.score[i]), product=product, scores=scores,
+            product_id=product["id"], score=float(candidates.score[i]), product=product, scores=scores, matched=matched,
             image=product["images"][position] if position >= 0 else None, image_index=position if position >= 0 else None,
         ))
     return hits

@@ -7,6 +7,7 @@ index stores full vectors (Flat, HNSW), and from SQLite's exact copies otherwise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import faiss
@@ -16,11 +17,17 @@ from indexer.store import vectors as vector_files
 from indexer.store.reader import IndexStore
 from indexer.store.records import MODALITIES
 
+from search.field_table import FieldTable, LazyFieldTable
+
+#: Products whose vectors calibrate every query's cosines (see ``search.calibration``).
+REFERENCE_SAMPLE = 256
+
 
 class VectorView:
     """Built inside a ``store.snapshot()``, for the commit that snapshot sees."""
 
-    def __init__(self, store: IndexStore, commit: dict[str, Any] | None = None):
+    def __init__(self, store: IndexStore, commit: dict[str, Any] | None = None, *,
+                 field_priors: Mapping[str, float] | None = None, synonyms: Mapping[str, tuple[str, str]] | None = None):
         self.store = store
         self.dim = store.identity.dim
         commit = commit if commit is not None else store.read_commit()
@@ -40,6 +47,23 @@ class VectorView:
         self.exact = all(vector_files.is_exact(ix) for ix in self.indexes.values())
         self.tunings = {m: store.tuning(m, commit=commit) for m in MODALITIES}
         self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
+        self._reference: dict[str, Any] | None = None
+        #: The catalog's nameable fields for this commit, built by the first query that needs them.
+        self.fields = LazyFieldTable(lambda: FieldTable(store.field_rows(), priors=field_priors, synonyms=synonyms))
+
+    def reference(self) -> dict[str, Any]:
+        """The vectors of a fixed sample of this commit's products (every k-th by pk, at most
+        ``REFERENCE_SAMPLE``): each query term's cosines to them put its scores on a common scale."""
+        if self._reference is None:
+            pks = self._text_ids if len(self._text_ids) else np.unique(self._grouped_product)
+            step = max(1, len(pks) // REFERENCE_SAMPLE)
+            self._reference = self.vectors_of(np.ascontiguousarray(pks[::step][:REFERENCE_SAMPLE]))
+        return self._reference
+
+    @property
+    def products(self) -> int:
+        """Products with a text vector in this commit (every stored product has one unless its text is empty)."""
+        return len(self._text_ids)
 
     def owners_of(self, image_ids: np.ndarray) -> np.ndarray:
         """Product pk of each image pk (all must exist)."""

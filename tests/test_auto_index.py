@@ -67,7 +67,7 @@ def test_auto_under_a_tight_memory_budget_compresses_the_vectors(tmp_path, catal
     with SearchEngine.open(folder, encoder=tiny_encoder, rerank=False) as engine:
         photo = catalog.parent / "images" / "p7_0.png"
         hit = engine.search(image=photo, image_share=1.0, k=3).hits[0]
-        assert hit.product_id == "P007" and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)  # re-scored exactly
+        assert hit.product_id == "P007" and hit.scores["image_cosine"] == pytest.approx(1.0, abs=1e-4)  # re-scored exactly
 
 
 def test_a_fixed_factory_string_is_kept_and_tuned(tmp_path, catalog, tiny_encoder):
@@ -112,4 +112,4 @@ def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, ti
     with SearchEngine.open(folder, encoder=tiny_encoder, rerank=False) as engine:
         photo = catalog.parent / "images" / "p7_0.png"
         hit = engine.search(image=photo, image_share=1.0, k=3).hits[0]
-        assert hit.product_id == "P007" and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
+        assert hit.product_id == "P007" and hit.scores["image_cosine"] == pytest.approx(1.0, abs=1e-4)

@@ -50,7 +50,7 @@ def test_index_search_info_end_to_end(runner, cli_index, cli_catalog):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["hits"][0]["product_id"] == "P007"
-    assert set(data["hits"][0]["scores"]) == {"image", "text", "lexical", "fused"}
+    assert set(data["hits"][0]["scores"]) == {"image", "text", "lexical", "field", "fused", "image_cosine", "text_cosine", "bm25"}
     assert set(data["timings_ms"]) >= {"encode", "ann", "sqlite", "total"}
     info = runner.invoke(cli, ["info", "--index", str(cli_index), "--json"])
     assert info.exit_code == 0 and json.loads(info.output)["counts"]["products"] == 24

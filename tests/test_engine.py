@@ -13,43 +13,91 @@ from search import SearchEngine
 from search.fusion import fuse, modality_scores
 
 
+def _z(cos, reference):
+    return (cos - reference.mean()) / reference.std()
+
+
 def test_fused_scores_match_numpy_on_stored_vectors(engine, tiny_encoder):
-    result = engine.search("red square widget", k=5, image_share=0.3, lexical_weight=0.0)
+    """Each part is a z-score of the term's cosine against the reference sample (here every product, as the
+    index has fewer than 256), weighted by the image share; fused is the sum of the parts."""
+    result = engine.search("red square widget", k=5, image_share=0.3, lexical_weight=0.0, field_weight=0.0)
     assert len(result) == 5
     q = tiny_encoder.encode_texts(["red square widget"])[0]
     with IndexStore.open(engine.store.folder) as store:
         everything = store.vectors_of(list(range(1, 25)))
         pk_of = store.product_pks([f"P{i:03d}" for i in range(24)])
-    text_s, image_s, _ = modality_scores(q, everything["text"], everything["has_text"], everything["images"], everything["image_owner"])
-    expected_text = everything["text"] @ q
-    fused = 0.3 * image_s + 0.7 * expected_text
-    np.testing.assert_allclose(fuse(text_s, image_s, 0.3), fused, rtol=1e-5)
+    text_cos, image_cos, _ = modality_scores(q, everything["text"], everything["has_text"], everything["images"],
+                                             everything["image_owner"])
+    np.testing.assert_allclose(text_cos, everything["text"] @ q, rtol=1e-5)
+    fused = 0.3 * _z(image_cos, image_cos) + 0.7 * _z(text_cos, text_cos)
     by_id = {pid: fused[pk - 1] for pid, pk in pk_of.items()}
     assert [h.product_id for h in result] == sorted(by_id, key=lambda p: (-by_id[p], pk_of[p]))[:5]
     for hit in result:
-        assert hit.score == pytest.approx(by_id[hit.product_id], rel=1e-5)
-        assert hit.scores["fused"] == pytest.approx(0.3 * hit.scores["image"] + 0.7 * hit.scores["text"], rel=1e-5)
+        pk = pk_of[hit.product_id]
+        assert hit.score == pytest.approx(by_id[hit.product_id], rel=1e-4)
+        assert hit.scores["image"] == pytest.approx(0.3 * _z(image_cos, image_cos)[pk - 1], rel=1e-4)
+        assert hit.scores["text_cosine"] == pytest.approx(text_cos[pk - 1], rel=1e-5)
+        parts = hit.scores["image"] + hit.scores["text"] + hit.scores["lexical"] + hit.scores["field"]
+        assert hit.scores["fused"] == pytest.approx(parts, rel=1e-6)
         assert hit.image in hit.product["images"] and hit.product["images"][hit.image_index] == hit.image
+    assert result.weights["terms"] == [{"weight": 1.0, "image_share": 0.3}]
+    assert result.weights["lexical_weight"] == 0.0 and result.weights["field_weight"] == 0.0
 
 
-def test_lexical_match_adds_its_normalised_bm25_and_finds_ids(engine):
+def test_two_terms_are_scored_each_on_its_own_scale(engine, catalog, tiny_encoder):
+    photo = catalog.parent / "images" / "p5_0.png"
+    result = engine.search("green", image=photo, weights={"text": 0.5, "image": 1.0}, k=24, image_share=0.4,
+                           lexical_weight=0.0, field_weight=0.0)
+    e_text = tiny_encoder.encode_texts(["green"])[0]
+    from PIL import Image as PILImage
+    e_photo = tiny_encoder.encode_images([PILImage.open(photo).convert("RGB")])[0]
+    with IndexStore.open(engine.store.folder) as store:
+        everything = store.vectors_of(list(range(1, 25)))
+        pk_of = store.product_pks([f"P{i:03d}" for i in range(24)])
+    fused = np.zeros(24)
+    for weight, e in ((0.5, e_text), (1.0, e_photo)):
+        text_cos, image_cos, _ = modality_scores(e, everything["text"], everything["has_text"], everything["images"],
+                                                 everything["image_owner"])
+        fused += weight / 1.5 * (0.4 * _z(image_cos, image_cos) + 0.6 * _z(text_cos, text_cos))
+    for hit in result:
+        assert hit.scores["fused"] == pytest.approx(fused[pk_of[hit.product_id] - 1], abs=2e-3)
+
+
+def test_lexical_match_adds_its_bm25_z_score_and_finds_ids(engine):
     result = engine.search("P017", k=3)
     assert result[0].product_id == "P017" and result[0].scores["lexical"] > 0
-    plain = {h.product_id: h for h in engine.search("green circle widget", k=24, lexical_weight=0.0)}
-    with_words = engine.search("green circle widget", k=24, lexical_weight=0.5)
-    best = max(h.scores["lexical"] for h in with_words if h.scores["lexical"] is not None)
+    plain = {h.product_id: h for h in engine.search("green circle widget", k=24, lexical_weight=0.0, field_weight=0.0)}
+    with_words = engine.search("green circle widget", k=24, lexical_weight=0.5, field_weight=0.0)
     for hit in with_words:
-        extra = 0.5 * (hit.scores["lexical"] or 0.0) / best
-        assert hit.score == pytest.approx(plain[hit.product_id].score + extra, abs=1e-5)
+        assert hit.score == pytest.approx(plain[hit.product_id].score + hit.scores["lexical"], abs=1e-5)
+        assert (hit.scores["lexical"] > 0) <= (hit.scores["bm25"] is not None)
+        assert 0.0 <= hit.scores["lexical"] <= 0.5 * 8
     assert with_words[0].product["attributes"]["color"] == "green"
     with pytest.raises(QueryError, match="lexical_weight"):
         engine.search("x", lexical_weight=2)
 
 
+def test_words_naming_a_field_value_boost_that_kind_and_say_so(engine):
+    """"circle" is a value of the catalog's category field (shapes here), "green" of its colour attribute."""
+    result = engine.search("green circle", k=24)
+    assert {(f["field"], f["value"]) for f in result.fields} == {("category", "circle"), ("color", "green")}
+    top = result[0]
+    assert top.product["category"] == "circle" and top.product["attributes"]["color"] == "green"
+    assert top.matched == {"category": pytest.approx(3.0), "color": pytest.approx(1.5)}  # kind first: 3 x 1.0, 3 x 0.5
+    circles = [h for h in result if h.product["category"] == "circle"]
+    assert [h.product_id for h in result[: len(circles)]] == [h.product_id for h in circles]  # every circle first
+    off = engine.search("green circle", k=24, field_weight=0.0)
+    assert all(h.scores["field"] == 0.0 and h.matched == {} for h in off)
+    negated = engine.search("circle without green", k=8)
+    assert negated[0].product["attributes"]["color"] != "green"
+    for hit in negated:
+        assert hit.matched.get("color", 0.0) == (pytest.approx(-1.5) if hit.product["attributes"]["color"] == "green" else 0.0)
+
+
 def test_text_image_and_weighted_terms(engine, catalog):
     photo = catalog.parent / "images" / "p5_0.png"
     by_path = engine.search(image=photo, k=3, image_share=1.0)
-    assert by_path[0].product_id == "P005" and by_path[0].scores["image"] == pytest.approx(1.0, abs=1e-5)
+    assert by_path[0].product_id == "P005" and by_path[0].scores["image_cosine"] == pytest.approx(1.0, abs=1e-5)
     by_bytes = engine.search(image=photo.read_bytes(), k=3, image_share=1.0)
     by_pil = engine.search(image=Image.open(photo), k=3, image_share=1.0)
     assert [h.product_id for h in by_bytes] == [h.product_id for h in by_pil] == [h.product_id for h in by_path]
@@ -156,13 +204,15 @@ def test_reader_picks_up_a_new_commit(engine, tmp_path, tiny_encoder):
 
 
 def test_words_in_too_many_products_stay_out_of_the_bm25_query(built_index, tiny_encoder):
+    """(Field matching off: with it, "red" names the colour field and is not counted again by BM25.)"""
     with IndexStore.open(built_index) as store:
         assert store.word_counts(["widget", "red", "nowhere"]) == {"widget": 24, "red": 6}
-    config = SearchConfig(lexical_max_docs=10)  # "widget" is in all 24 products, "red" in 6
+    config = SearchConfig(lexical_max_docs=10, field_weight=0.0)  # "widget" is in all 24 products, "red" in 6
     with SearchEngine.open(built_index, encoder=tiny_encoder, config=config, rerank=False) as engine:
         hits = engine.search("red widget", k=24).hits
-        matched = {h.product_id for h in hits if h.scores["lexical"] is not None}
+        matched = {h.product_id for h in hits if h.scores["bm25"] is not None}
         assert len(matched) == 6 and all(h.product["attributes"]["color"] == "red" for h in hits if h.product_id in matched)
-    with SearchEngine.open(built_index, encoder=tiny_encoder, rerank=False) as engine:  # default limit: 2000
+    with SearchEngine.open(built_index, encoder=tiny_encoder, config=SearchConfig(field_weight=0.0), rerank=False) as engine:
         hits = engine.search("red widget", k=24).hits
-        assert sum(h.scores["lexical"] is not None for h in hits) == 24
+        assert sum(h.scores["bm25"] is not None for h in hits) == 24
+

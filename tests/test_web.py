@@ -179,7 +179,7 @@ def test_terms_take_base64_images_products_and_weights(client, web_catalog):
     data = base64.b64encode(photo(web_catalog)).decode()
     for image in (data, "data:image/png;base64," + data):
         body = client.post("/search", json={"terms": [{"image": image}], "image_share": 1.0, "k": 3}).json()
-        assert body["hits"][0]["product_id"] == "P005" and body["hits"][0]["scores"]["image"] == pytest.approx(1.0, abs=1e-5)
+        assert body["hits"][0]["product_id"] == "P005" and body["hits"][0]["scores"]["image_cosine"] == pytest.approx(1.0, abs=1e-5)
     mixed = client.post("/search", json={"image": data, "weights": {"image": 1.0, "text": 0.3}, "text": "red",
                                          "terms": [{"product": "P002", "weight": 0.5}, {"text": "blue", "weight": -0.2}],
                                          "exclude": ["P005"], "k": 5}).json()
@@ -219,7 +219,7 @@ def test_rerank_is_passed_only_to_an_engine_that_takes_it(web_engine):
 def test_upload_finds_the_photographed_product(client, web_catalog):
     body = upload(client, photo(web_catalog), image_weight=1, k=3, facets="category,price").json()
     hit = body["hits"][0]
-    assert hit["product_id"] == "P005" and hit["scores"]["image"] == pytest.approx(1.0, abs=1e-5)
+    assert hit["product_id"] == "P005" and hit["scores"]["image_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert hit["score"] == pytest.approx(hit["scores"]["image"])  # image_share follows the photo weight
     assert body["query"] == [{"kind": "image", "value": "photo", "weight": 1.0}] and set(body["facets"]) == {"category", "price"}
 

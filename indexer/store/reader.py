@@ -284,6 +284,13 @@ class IndexStore:
             rows = conn.exec_driver_sql(f"SELECT term, doc FROM temp.products_fts_words WHERE term IN ({marks})", tuple(words)).all()
         return {term: int(doc) for term, doc in rows}
 
+    def field_rows(self) -> list[tuple[int, str | None, str | None, str | None, dict[str, Any]]]:
+        """(pk, title, category, brand, attributes) of every product: the read path's field table is built
+        from these once per commit."""
+        with self._connect() as conn:
+            rows = conn.exec_driver_sql("SELECT pk, title, category, brand, attributes FROM products").all()
+        return [(int(r[0]), r[1], r[2], r[3], r[4] if isinstance(r[4], dict) else json.loads(r[4] or "{}")) for r in rows]
+
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image pk, product pk, position) of every stored image."""
         with self._connect() as conn:

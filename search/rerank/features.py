@@ -69,7 +69,7 @@ def channel_columns(attributes: Sequence[str] = ()) -> list[int]:
     return [names.index(c) for c in channel_names(attributes)]
 
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: "fused" is the calibrated sum (z-scores, field evidence), not raw cosines
 #: What :func:`product_profile` keeps of one product: (title words, all words, id words, field -> value words, price).
 Profile = tuple[frozenset[str], frozenset[str], frozenset[str], dict[str, frozenset[str]], float]
 #: How many of the best candidates (per score) vote in the consensus features.

@@ -1,0 +1,82 @@
+"""The catalog's nameable fields in memory, for one commit: the vocabulary and each product's values.
+
+Built once per commit from the products table (one pass: pk, title, category, brand, attributes) the first
+time a query needs it.  Holds, per matchable field, each product's value (``None`` where it has none) in arrays
+aligned with the products' pks, so scoring field evidence over a query's candidates costs no SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from search.field_match import EMPTY_VOCABULARY, Vocabulary, build_vocabulary
+
+#: Titles read for mining synonyms (a deterministic sample beyond this many products).
+SYNONYM_SAMPLE = 20_000
+
+
+class FieldTable:
+    """``vocabulary`` plus ``values_of(pks)``: each matchable field's value for each pk."""
+
+    def __init__(self, rows: Iterable[tuple[int, str | None, str | None, str | None, Mapping[str, Any]]], *,
+                 priors: Mapping[str, float] | None = None, synonyms: Mapping[str, tuple[str, str]] | None = None):
+        pks: list[int] = []
+        titles: list[str] = []
+        columns: dict[str, list[object]] = {"category": [], "brand": []}
+        for pk, title, category, brand, attributes in rows:
+            pks.append(int(pk))
+            titles.append(title or "")
+            columns["category"].append(category)
+            columns["brand"].append(brand)
+            for name, value in (attributes or {}).items():
+                column = columns.setdefault(name, [None] * (len(pks) - 1))
+                column.append(value if isinstance(value, str) else None)
+            for column in columns.values():
+                if len(column) < len(pks):
+                    column.append(None)
+        order = np.argsort(np.asarray(pks, np.int64), kind="stable")
+        self._pks = np.asarray(pks, np.int64)[order]
+        step = max(1, len(titles) // SYNONYM_SAMPLE)
+        sample = slice(None, None, step)
+        self.vocabulary: Vocabulary = build_vocabulary(
+            {name: column[sample] for name, column in columns.items()}, titles[sample], priors=priors, synonyms=synonyms,
+        ) if pks else EMPTY_VOCABULARY
+        self._values: dict[str, np.ndarray] = {}
+        for name in self.vocabulary.fields:
+            values = np.empty(len(pks), dtype=object)
+            values[:] = [v.strip() if isinstance(v, str) else None for v in columns[name]]
+            self._values[name] = values[order]
+
+    def values_of(self, pks: Sequence[int] | np.ndarray, fields: Iterable[str] | None = None) -> dict[str, list[str | None]]:
+        """Per field (all matchable ones by default), the value of each of ``pks`` (None: unknown pk or no value)."""
+        pks = np.asarray(pks, np.int64)
+        pos = np.clip(np.searchsorted(self._pks, pks), 0, max(len(self._pks) - 1, 0))
+        found = (self._pks[pos] == pks) if len(self._pks) else np.zeros(len(pks), bool)
+        out: dict[str, list[str | None]] = {}
+        for name in (self._values if fields is None else fields):
+            column = self._values.get(name)
+            if column is None:
+                continue
+            out[name] = [column[p] if ok else None for p, ok in zip(pos, found)]
+        return out
+
+
+class LazyFieldTable:
+    """Builds its ``FieldTable`` on first use, once, whichever thread asks first."""
+
+    def __init__(self, load: Any):
+        self._load = load
+        self._table: FieldTable | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> FieldTable:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = self._load()
+        assert self._table is not None
+        return self._table

@@ -1,0 +1,131 @@
+"""Scoring one query's candidates: per-term calibrated cosines, BM25 and field evidence in one weighted sum.
+
+The engine gathers the candidate products and their vectors; this module turns them into ``Candidates``
+ordered by the fused score (``search.calibration`` has the formula).  What a query's words name in the
+catalog's fields (``search.field_match``) is worked out once per query by :func:`read_fields`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from search import calibration, fusion
+from search.field_match import (Evidence, Match, Vocabulary, field_evidence, field_scores, match_query,
+                                merge_evidence, photo_evidence, stem)
+from search.field_table import FieldTable
+from search.query import Term
+
+#: How many of a photo's nearest candidates vote on what the photographed product is (its field values).
+PHOTO_NEIGHBOURS = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryFields:
+    """What the words of one query name: matches, their evidence, and the words left for BM25."""
+
+    matches: tuple[Match, ...] = ()
+    evidence: Evidence = field(default_factory=dict)
+    bm25_words: tuple[str, ...] = ()
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"field": m.field, "value": m.value, "strength": m.strength, "source": m.source, "words": m.words}
+                for m in self.matches]
+
+
+def read_fields(terms: Sequence[Term], words: Sequence[str], vocabulary: Vocabulary) -> QueryFields:
+    """Match the text terms against the catalog's field values; a negative term's matches count against.
+
+    The BM25 words are the query words no match used up (a word counted by its field is not counted again)."""
+    matches: list[Match] = []
+    for term in terms:
+        if term.kind != "text" or not term.weight:
+            continue
+        found, _ = match_query([term.value], vocabulary)
+        sign = 1.0 if term.weight > 0 else -1.0
+        matches += [Match(field=m.field, value=m.value, strength=sign * m.strength, source=m.source, words=m.words)
+                    for m in found]
+    used = {w for m in matches for w in m.words.split()}
+    left = tuple(w for w in words if stem(w) not in used)
+    return QueryFields(matches=tuple(matches), evidence=field_evidence(matches), bm25_words=left)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Weights:
+    """The weights one query was scored with (reported with its result)."""
+
+    term_weights: tuple[float, ...]
+    image_shares: tuple[float, ...]
+    lexical_weight: float
+    field_weight: float
+    field_priors: Mapping[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"terms": [{"weight": w, "image_share": a} for w, a in zip(self.term_weights, self.image_shares)],
+                "lexical_weight": self.lexical_weight, "field_weight": self.field_weight,
+                "field_priors": dict(self.field_priors)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scored:
+    """Every candidate's parts (aligned with the pks it was given), unordered."""
+
+    text_cosine: np.ndarray  # raw cosine of the combined query vector to the product's text
+    image_cosine: np.ndarray  # ... to its best image
+    best_image: np.ndarray  # row of that image in the stored images, -1 if none
+    lexical_raw: np.ndarray
+    lexical_norm: np.ndarray
+    parts: calibration.FusedParts
+    field_parts: dict[str, np.ndarray]
+
+
+def score(
+    *,
+    pks: np.ndarray,
+    stored: Mapping[str, Any],
+    query: np.ndarray,
+    term_vectors: np.ndarray,
+    weights: Weights,
+    reference: Mapping[str, Any],
+    lexical_pks: np.ndarray,
+    lexical_raw: np.ndarray,
+    lexical_matches: int,
+    products: int,
+    fields: QueryFields,
+    table: FieldTable | None,
+    photo_terms: Sequence[int],
+) -> Scored:
+    """Score ``pks`` (their vectors in ``stored``) for one query; see ``search.calibration``."""
+    text_cos, image_cos, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"],
+                                                       stored["image_owner"])
+    term_text, term_image = calibration.side_cosines(term_vectors, stored["text"], stored["has_text"],
+                                                     stored["images"], stored["image_owner"])
+    ref_text, ref_image = calibration.side_cosines(term_vectors, reference["text"], reference["has_text"],
+                                                   reference["images"], reference["image_owner"])
+    z_text, z_image = calibration.standardise(term_text, term_image, calibration.reference_moments(ref_text, ref_image))
+    bm25 = fusion.align_scores(pks, lexical_pks, lexical_raw)
+    lexical = calibration.lexical_z(bm25, lexical_raw, matches=lexical_matches, products=products)
+    field_total = np.zeros(len(pks), np.float32)
+    field_parts: dict[str, np.ndarray] = {}
+    if table is not None and fields.evidence:
+        evidence = fields.evidence
+        if photo_terms:  # the photo decides what the product is; the words change the fields they name
+            evidence = merge_evidence(_photo_evidence(term_image, photo_terms, pks, table), evidence)
+        values = table.values_of(pks, evidence)
+        field_total, field_parts = field_scores(evidence, values, weights.field_priors, len(pks))
+    parts = calibration.fuse_parts(z_text, z_image, np.asarray(weights.term_weights), np.asarray(weights.image_shares),
+                                   lexical=lexical, lexical_weight=weights.lexical_weight,
+                                   field=field_total, field_weight=weights.field_weight)
+    return Scored(text_cosine=text_cos, image_cosine=image_cos, best_image=best, lexical_raw=bm25,
+                  lexical_norm=fusion.normalise_lexical(bm25), parts=parts,
+                  field_parts={name: weights.field_weight * part for name, part in field_parts.items()})
+
+
+def _photo_evidence(term_image: np.ndarray, photo_terms: Sequence[int], pks: np.ndarray, table: FieldTable) -> Evidence:
+    """What the photo terms show, voted by their nearest candidates' field values."""
+    closeness = np.nanmax(np.where(np.isnan(term_image[list(photo_terms)]), -np.inf, term_image[list(photo_terms)]), axis=0)
+    nearest = np.argsort(-closeness, kind="stable")[:PHOTO_NEIGHBOURS]
+    return photo_evidence(table.values_of(pks[nearest]))
