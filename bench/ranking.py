@@ -90,14 +90,17 @@ def ensure_demo_catalog(folder: Path, *, seed: int, products: int, rebuild: bool
     return catalog, True
 
 
-def ensure_index(catalog: Path, folder: Path, encoder: Any, *, products: int, rebuild: bool) -> tuple[Any, dict[str, Any]]:
+def ensure_index(catalog: Path, folder: Path, encoder: Any, *, products: int, rebuild: bool,
+                 config: Any = None) -> tuple[Any, dict[str, Any]]:
     """An open ``SearchEngine`` (re-ranker off) over ``folder``, built from ``catalog`` unless a usable one is there."""
-    from indexer import IndexConfig, VitrinaError, build_index
+    from indexer import IndexConfig, SearchConfig, VitrinaError, build_index
     from search import SearchEngine
+
+    config = config or SearchConfig()
 
     if folder.exists() and not rebuild:
         try:
-            engine = SearchEngine.open(folder, encoder=encoder, rerank=False)
+            engine = SearchEngine.open(folder, encoder=encoder, rerank=False, config=config)
         except VitrinaError as exc:
             print(f"  cached index unusable ({type(exc).__name__}: {exc}); re-indexing", flush=True)
         else:
@@ -114,7 +117,7 @@ def ensure_index(catalog: Path, folder: Path, encoder: Any, *, products: int, re
     info = {"cached": False, "products": report.indexed, "images": report.images, "failed": report.failed,
             "seconds": round(time.perf_counter() - started, 1)}
     print(f"  {report.indexed} products, {report.images} images, {report.failed} failed in {info['seconds']}s", flush=True)
-    return SearchEngine.open(folder, encoder=encoder, rerank=False), info
+    return SearchEngine.open(folder, encoder=encoder, rerank=False, config=config), info
 
 
 def product_looks(seed: int, rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
@@ -370,6 +373,7 @@ def main(args: Any) -> None:
     cache = Path(args.cache)
     demo_dir = cache / f"ranking-s{args.seed}-n{args.products}"
     encoder = load_encoder(ModelConfig(threads=args.threads))
+    config = search_config(args.set)
     print(f"model: {encoder.identity.describe()}", flush=True)
 
     catalog, generated = ensure_demo_catalog(demo_dir / "catalog", seed=args.seed, products=args.products, rebuild=args.rebuild)
@@ -380,7 +384,7 @@ def main(args: Any) -> None:
         catalog, generated = ensure_demo_catalog(demo_dir / "catalog", seed=args.seed, products=args.products, rebuild=True)
         rows = read_rows(catalog)
         looks, looks_status = product_looks(args.seed, rows)
-    engine, index_info = ensure_index(catalog, demo_dir / "index", encoder, products=len(rows),
+    engine, index_info = ensure_index(catalog, demo_dir / "index", encoder, config=config, products=len(rows),
                                       rebuild=args.rebuild or args.reindex or generated)
     hand_root = cache / "ranking-hand" / f"v{_hand_version()}"
     root = catalog.parent
@@ -462,7 +466,7 @@ def main(args: Any) -> None:
             write_hand_catalog(hand_root)
             written = True
         hand_rows = read_rows(hand_catalog)
-        hand_engine, _ = ensure_index(hand_catalog, hand_root / "index", encoder, products=len(hand_rows),
+        hand_engine, _ = ensure_index(hand_catalog, hand_root / "index", encoder, config=config, products=len(hand_rows),
                                       rebuild=written or args.reindex)
         try:
             return fig_hand(Probe(hand_engine), hand_root, hand_rows, sizes["hand_words"], args.seed)
@@ -549,9 +553,22 @@ def summary_rows(fig: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def search_config(settings: Sequence[str]) -> Any:
+    """``SearchConfig`` with ``KEY=VALUE`` overrides (numbers parsed; ``none`` is None)."""
+    from indexer import SearchConfig
+
+    values: dict[str, Any] = {}
+    for setting in settings:
+        key, _, raw = setting.partition("=")
+        values[key.strip()] = None if raw.strip().lower() == "none" else float(raw)
+    return SearchConfig(**values)
+
+
 def configure(parser: Any) -> Any:
     parser.add_argument("--seed", type=int, default=404, help="demo catalog seed (not 7: the bundled model's training seed)")
     parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a SearchConfig default, e.g. --set photo_image_share=0.8 (repeatable)")
     parser.add_argument("--quick", action="store_true", help="fewer queries per figure")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the encoder (1 is fastest on 2 vCPUs)")
     parser.add_argument("--rebuild", action="store_true", help="draw the demo catalog and re-index it even when cached")

@@ -162,8 +162,10 @@ class SearchConfig:
     #: part is a z-score against the index's own reference sample first (``search.calibration``), so the
     #: share means what it says whatever the model's modality gap.
     image_share: float = DEFAULT_IMAGE_SHARE
-    #: The same for photo terms (None: ``image_share``).  A query's explicit ``image_share`` sets both.
-    photo_image_share: float | None = None
+    #: The same for photo terms (None: ``image_share``), weighed by how well a photo finds its own product
+    #: through each side of the index, measured per commit (``calibration.informed_share``): a side that
+    #: cannot tell products apart counts less.  A query's explicit ``image_share`` sets every term's share.
+    photo_image_share: float | None = 0.8
     k: int = 10
     max_k: int = 1000
     #: ANN candidates fetched per modality index, as a multiple of ``k + offset``.
@@ -173,10 +175,18 @@ class SearchConfig:
     lexical_weight: float = 0.5
     #: Weight of field evidence (query words naming a category, brand or attribute value) in the fused sum,
     #: in z units: a product of the named kind gains ``field_weight * prior`` (``search.field_match``).
-    field_weight: float = 3.0
+    field_weight: float = 5.0
     #: How much each field counts per named value; fields not listed: 1.0 for category-like names
     #: (category, type, kind, product_type, department), 0.5 for the rest.
     field_priors: Mapping[str, float] = field(default_factory=dict)
+    #: Photo + words ("this but in red"): the photo's field values are inferred from a vote of its nearest
+    #: candidates and the model's zero-shot classifier (softmax of ``zero_shot_scale`` x cosine to each value's
+    #: name), and count ``photo_evidence`` as much as what the words name outright.
+    photo_neighbours: int = 10
+    zero_shot_scale: float = 100.0
+    photo_evidence: float = 0.5
+    #: Products in the reference sample every query's cosines are standardised against.
+    reference_sample: int = 256
     #: Synonyms the catalog declares: phrase -> (field, value), e.g. {"settee": ("category", "sofa")}.
     synonyms: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: BM25 candidates fetched beside the ANN candidates for text terms.

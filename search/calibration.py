@@ -143,3 +143,53 @@ def fuse_parts(z_text: np.ndarray, z_image: np.ndarray, weights: np.ndarray, ima
         lexical=(lexical_weight * lexical).astype(np.float32) if lexical is not None and lexical_weight else zeros,
         field=(field_weight * field).astype(np.float32) if field is not None and field_weight else zeros,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Separation:
+    """How many standard deviations a product's own photo stands above other products on each side, averaged
+    over the reference sample: ``image`` (its other photos), ``text`` (its own text).  0 when unmeasurable."""
+
+    image: float
+    text: float
+
+
+def photo_separation(text: np.ndarray, has_text: np.ndarray, images: np.ndarray, image_owner: np.ndarray) -> Separation:
+    """Measure, on reference products (their vectors as ``side_cosines`` takes them), how well a photo of a
+    product finds that product through each side: each product's first photo is a query, and its own text
+    (and its best *other* photo) is a z-score against the other reference products."""
+    owner = np.asarray(image_owner, np.int64)
+    images = np.asarray(images, np.float32)
+    n = len(text)
+    if n < 3 or not len(owner):
+        return Separation(image=0.0, text=0.0)
+    first = np.full(n, -1, np.int64)
+    for row in range(len(owner) - 1, -1, -1):
+        first[owner[row]] = row
+    queries = np.flatnonzero(first >= 0)
+    photos = images[first[queries]]
+    text_cos = photos @ np.asarray(text, np.float32).T
+    sims = photos @ images.T
+    sims[np.arange(len(queries)), first[queries]] = -np.inf  # a photo must not find itself
+    image_cos = best_per_owner(sims, owner, n)
+    counts = np.bincount(owner, minlength=n)
+    has_text = np.asarray(has_text, bool)
+
+    def separation(cos: np.ndarray, valid: np.ndarray) -> float:
+        zs = []
+        for row, product in enumerate(queries):
+            background = np.delete(cos[row], product)
+            background = background[np.isfinite(background)]
+            if not valid[product] or len(background) < 2 or not np.isfinite(cos[row, product]):
+                continue
+            zs.append((cos[row, product] - background.mean()) / max(float(background.std()), MIN_SPREAD))
+        return max(float(np.mean(zs)), 0.0) if zs else 0.0
+
+    return Separation(image=separation(image_cos, counts >= 2), text=separation(np.where(has_text, text_cos, np.nan), has_text))
+
+
+def informed_share(share: float, separation: Separation) -> float:
+    """A photo term's image share weighed by how informative each side measured: ``a s_i / (a s_i + (1-a) s_t)``
+    (``share`` itself when neither side could be measured)."""
+    image, text = share * separation.image, (1.0 - share) * separation.text
+    return share if image + text <= 0 else image / (image + text)

@@ -19,7 +19,7 @@ from indexer.errors import IndexFormatError, ModelError, QueryError
 from indexer.media.images import load_image
 from indexer.store.reader import IndexStore
 
-from search import fusion
+from search import calibration, fusion
 from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
 from search.field_match import named_values
@@ -175,9 +175,6 @@ class SearchEngine:
         k, offset, share = self._check_params(k, offset, image_share)
         lexical = _weight("lexical_weight", self.config.lexical_weight if lexical_weight is None else lexical_weight, 1.0)
         field_w = _weight("field_weight", self.config.field_weight if field_weight is None else field_weight, 100.0)
-        photo_share = share if image_share is not None or self.config.photo_image_share is None \
-            else self.config.photo_image_share
-        shares = tuple(photo_share if t.kind == "image" else share for t in query_terms)
         info = QueryInfo.from_terms(query_terms, words=query_words(query_terms) if lexical > 0 else [],
                                     image_share=share, lexical_weight=lexical)
         reranker = self.reranker if rerank else None
@@ -188,6 +185,8 @@ class SearchEngine:
             t = time.perf_counter()
             vectors = self._term_vectors(query_terms)
             timings["encode"] = _ms(t)
+            photo_share = share if image_share is not None else self._photo_share(view)
+            shares = tuple(photo_share if t.kind == "image" else share for t in query_terms)
             table = view.fields.get() if field_w > 0 else None
             fields = read_fields(query_terms, info.words, table.vocabulary) if table is not None else \
                 QueryFields(bm25_words=info.words)
@@ -245,6 +244,23 @@ class SearchEngine:
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
             raise QueryError(f"image_share must be a number within [0, 1], got {share!r}")
         return k, offset, float(share)
+
+    def _photo_share(self, view: VectorView) -> float:
+        """The default image share of photo terms: ``config.photo_image_share`` weighed by how well a photo
+        finds its own product through each side, measured on this commit's reference sample."""
+        if "separation" not in view.derived:
+            reference = view.reference(self.config.reference_sample)
+            view.derived["separation"] = calibration.photo_separation(
+                reference["text"], reference["has_text"], reference["images"], reference["image_owner"])
+        base = self.config.image_share if self.config.photo_image_share is None else self.config.photo_image_share
+        return calibration.informed_share(base, view.derived["separation"])
+
+    def _value_vectors(self, view: VectorView, table: FieldTable) -> dict[str, tuple[Sequence[str], np.ndarray]]:
+        """The field values of this commit embedded once (per commit, not per query)."""
+        if "value_vectors" not in view.derived:
+            view.derived["value_vectors"] = _value_vectors_of(self.encoder, table)
+        cached: dict[str, tuple[Sequence[str], np.ndarray]] = view.derived["value_vectors"]
+        return cached
 
     def _term_vectors(self, terms: list[Term]) -> np.ndarray:
         """Each term's unit vector, ``(t, d)``."""
@@ -319,14 +335,16 @@ class SearchEngine:
         if exclude:
             pks = np.setdiff1d(pks, np.fromiter(self.store.product_pks(exclude).values(), dtype=np.int64))
         stored = view.vectors_of(pks)
-        reference = view.reference()
+        reference = view.reference(self.config.reference_sample)
+        photos = [i for i, term in enumerate(terms) if term.kind == "image" and term.weight > 0]
         timings["ann"] = _ms(t)
         t = time.perf_counter()
         scored = score(pks=pks, stored=stored, query=query, term_vectors=vectors, weights=weights, reference=reference,
                        lexical_pks=lexical_pks, lexical_raw=lexical_raw,
                        lexical_matches=max([len(lexical_pks), *counts.values()]), products=view.products,
-                       fields=fields, table=table, photo_terms=[i for i, term in enumerate(terms)
-                                                                 if term.kind == "image" and term.weight > 0])
+                       fields=fields, table=table, photo_terms=photos,
+                       value_vectors=self._value_vectors(view, table) if table is not None and photos and fields.evidence else None,
+                       config=self.config)
         fused = scored.parts.fused
         order = fusion.top_k(pks, fused, depth)
         if keep_lexical:  # the best word matches reach the re-ranker even when their vectors rank them low
@@ -348,6 +366,11 @@ class SearchEngine:
             parts={name: part[order] for name, part in parts.items()},
             products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks)},
         )
+
+
+def _value_vectors_of(encoder: Encoder, table: FieldTable) -> dict[str, tuple[Sequence[str], np.ndarray]]:
+    """Every matchable field's values embedded as text (for zero-shot votes on what a photo shows)."""
+    return {name: (values, encoder.encode_texts(list(values))) for name, values in table.vocabulary.fields.items()}
 
 
 def _kind_clauses(fields: QueryFields, weights: Weights, view: VectorView) -> list[Any]:

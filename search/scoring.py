@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from indexer.config import SearchConfig
+
 from search import calibration, fusion
 from search.field_match import (Evidence, Match, Vocabulary, field_evidence, field_scores, match_query,
                                 merge_evidence, photo_evidence, stem)
 from search.field_table import FieldTable
 from search.query import Term
 
-#: How many of a photo's nearest candidates vote on what the photographed product is (its field values).
-PHOTO_NEIGHBOURS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +97,8 @@ def score(
     fields: QueryFields,
     table: FieldTable | None,
     photo_terms: Sequence[int],
+    value_vectors: Mapping[str, tuple[Sequence[str], np.ndarray]] | None = None,
+    config: SearchConfig = SearchConfig(),
 ) -> Scored:
     """Score ``pks`` (their vectors in ``stored``) for one query; see ``search.calibration``."""
     text_cos, image_cos, best = fusion.modality_scores(query, stored["text"], stored["has_text"], stored["images"],
@@ -113,7 +115,8 @@ def score(
     if table is not None and fields.evidence:
         evidence = fields.evidence
         if photo_terms:  # the photo decides what the product is; the words change the fields they name
-            evidence = merge_evidence(_photo_evidence(term_image, photo_terms, pks, table), evidence)
+            seen = _photo_evidence(term_image, photo_terms, pks, table, term_vectors, value_vectors or {}, config)
+            evidence = merge_evidence(seen, evidence)
         values = table.values_of(pks, evidence)
         field_total, field_parts = field_scores(evidence, values, weights.field_priors, len(pks))
     parts = calibration.fuse_parts(z_text, z_image, np.asarray(weights.term_weights), np.asarray(weights.image_shares),
@@ -124,8 +127,27 @@ def score(
                   field_parts={name: weights.field_weight * part for name, part in field_parts.items()})
 
 
-def _photo_evidence(term_image: np.ndarray, photo_terms: Sequence[int], pks: np.ndarray, table: FieldTable) -> Evidence:
-    """What the photo terms show, voted by their nearest candidates' field values."""
-    closeness = np.nanmax(np.where(np.isnan(term_image[list(photo_terms)]), -np.inf, term_image[list(photo_terms)]), axis=0)
-    nearest = np.argsort(-closeness, kind="stable")[:PHOTO_NEIGHBOURS]
-    return photo_evidence(table.values_of(pks[nearest]))
+def _photo_evidence(term_image: np.ndarray, photo_terms: Sequence[int], pks: np.ndarray, table: FieldTable,
+                    term_vectors: np.ndarray, value_vectors: Mapping[str, tuple[Sequence[str], np.ndarray]],
+                    config: SearchConfig) -> Evidence:
+    """What the photo terms show: per field, the mean of two votes on its value.
+
+    * the catalog's: the share of the photo's ``config.photo_neighbours`` nearest candidates holding each value;
+    * the model's: zero-shot, ``softmax(config.zero_shot_scale * cos(photo, text embedding of each value))``
+      (CLIP's classifier), where ``value_vectors`` has the field's values embedded.
+    The first knows the catalog's look-alikes, the second what the model learnt the words to look like.  What
+    is inferred counts ``config.photo_evidence`` (half) as much as what the words say outright."""
+    rows = term_image[list(photo_terms)]
+    closeness = np.max(np.where(np.isnan(rows), -np.inf, rows), axis=0)
+    nearest = np.argsort(-closeness, kind="stable")[: config.photo_neighbours]
+    votes = photo_evidence(table.values_of(pks[nearest]))
+    photo = term_vectors[list(photo_terms)].mean(axis=0)
+    for name, (values, vectors) in value_vectors.items():
+        if not len(values):
+            continue
+        logits = config.zero_shot_scale * (vectors @ photo)
+        shares = np.exp(logits - logits.max())
+        shares /= shares.sum()
+        seen = votes.get(name, {})
+        votes[name] = {v: 0.5 * seen.get(v, 0.0) + 0.5 * float(s) for v, s in zip(values, shares)}
+    return {name: {v: config.photo_evidence * s for v, s in values.items()} for name, values in votes.items()}

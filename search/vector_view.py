@@ -19,9 +19,6 @@ from indexer.store.records import MODALITIES
 
 from search.field_table import FieldTable, LazyFieldTable
 
-#: Products whose vectors calibrate every query's cosines (see ``search.calibration``).
-REFERENCE_SAMPLE = 256
-
 
 class VectorView:
     """Built inside a ``store.snapshot()``, for the commit that snapshot sees."""
@@ -48,16 +45,20 @@ class VectorView:
         self.tunings = {m: store.tuning(m, commit=commit) for m in MODALITIES}
         self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
         self._reference: dict[str, Any] | None = None
+        self._reference_size = 0
+        #: Per-commit values derived on the query path (e.g. field values embedded by the engine's encoder).
+        self.derived: dict[str, Any] = {}
         #: The catalog's nameable fields for this commit, built by the first query that needs them.
         self.fields = LazyFieldTable(lambda: FieldTable(store.field_rows(), priors=field_priors, synonyms=synonyms))
 
-    def reference(self) -> dict[str, Any]:
-        """The vectors of a fixed sample of this commit's products (every k-th by pk, at most
-        ``REFERENCE_SAMPLE``): each query term's cosines to them put its scores on a common scale."""
-        if self._reference is None:
+    def reference(self, size: int) -> dict[str, Any]:
+        """The vectors of a fixed sample of this commit's products (every k-th by pk, at most ``size``): each
+        query term's cosines to them put its scores on a common scale (``search.calibration``)."""
+        if self._reference is None or self._reference_size != size:
             pks = self._text_ids if len(self._text_ids) else np.unique(self._grouped_product)
-            step = max(1, len(pks) // REFERENCE_SAMPLE)
-            self._reference = self.vectors_of(np.ascontiguousarray(pks[::step][:REFERENCE_SAMPLE]))
+            step = max(1, len(pks) // size)
+            self._reference = self.vectors_of(np.ascontiguousarray(pks[::step][:size]))
+            self._reference_size = size
         return self._reference
 
     @property

@@ -83,7 +83,7 @@ def test_words_naming_a_field_value_boost_that_kind_and_say_so(engine):
     assert {(f["field"], f["value"]) for f in result.fields} == {("category", "circle"), ("color", "green")}
     top = result[0]
     assert top.product["category"] == "circle" and top.product["attributes"]["color"] == "green"
-    assert top.matched == {"category": pytest.approx(3.0), "color": pytest.approx(1.5)}  # kind first: 3 x 1.0, 3 x 0.5
+    assert top.matched == {"category": pytest.approx(5.0), "color": pytest.approx(2.5)}  # kind first: 5 x 1.0, 5 x 0.5
     circles = [h for h in result if h.product["category"] == "circle"]
     assert [h.product_id for h in result[: len(circles)]] == [h.product_id for h in circles]  # every circle first
     off = engine.search("green circle", k=24, field_weight=0.0)
@@ -91,7 +91,7 @@ def test_words_naming_a_field_value_boost_that_kind_and_say_so(engine):
     negated = engine.search("circle without green", k=8)
     assert negated[0].product["attributes"]["color"] != "green"
     for hit in negated:
-        assert hit.matched.get("color", 0.0) == (pytest.approx(-1.5) if hit.product["attributes"]["color"] == "green" else 0.0)
+        assert hit.matched.get("color", 0.0) == (pytest.approx(-2.5) if hit.product["attributes"]["color"] == "green" else 0.0)
 
 
 def test_text_image_and_weighted_terms(engine, catalog):

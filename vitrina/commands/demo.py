@@ -56,10 +56,9 @@ def demo_queries(catalog_dir: Path) -> list[DemoQuery]:
         colours = sorted({r["color"] for r in rows if r["category"] == shown["category"]} - {shown["color"]}) or ["red"]
         queries += [
             DemoQuery(name="photo", label=f"photo: {photo['image']} (a new photo of {shown['id']}, not indexed)",
-                      search={"image": image, "image_share": 0.8}, query_image=image, expect=shown["id"]),
+                      search={"image": image}, query_image=image, expect=shown["id"]),
             DemoQuery(name="photo-and-text", label=f'photo + text: the same photo "but in {colours[0]}"',
-                      search={"text": f"{colours[0]} {shown['category']}", "image": image,
-                              "weights": {"text": 1.0, "image": 0.6}}, query_image=image),
+                      search={"text": f"but in {colours[0]}", "image": image}, query_image=image),
         ]
     queries += [
         DemoQuery(name="negative", label=f'weighted terms: "{first["category"]}" x1, "{first["color"]}" x-0.5',
