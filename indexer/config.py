@@ -108,6 +108,11 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     max_bytes: int = 20 * 1024 * 1024
     allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"})
+    #: Longer side over shorter side: a 100000x1 PNG is 370 bytes, but resizing its short side to the
+    #: model's input made a 22-gigapixel strip (10 s, 2.7 GB).  Panoramas stay well under 50:1.
+    max_aspect_ratio: float = 50.0
+    #: Bytes the decoded pixels may take (width x height x bytes per pixel, before conversion to RGB).
+    max_decoded_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +212,7 @@ class SearchConfig:
     exact_scan_limit: int = 2048
     #: BM25 matches kept among the candidates a trained re-ranker sees, whatever their fused score.
     lexical_keep: int = 10
-    #: OpenMP threads FAISS uses per query (process-wide); one is fastest for single queries here.
+    #: OpenMP threads FAISS uses per query (set for the search call only, in its thread); one is fastest for
+    #: single queries here.
     faiss_threads: int | None = 1
     images: ImageLimits = field(default_factory=ImageLimits)

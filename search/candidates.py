@@ -87,6 +87,19 @@ class Candidates:
                        parts={name: part[order] for name, part in self.parts.items()},
                        rerank=None if self.rerank is None else self.rerank[order])
 
+    def concat(self, rest: Candidates) -> Candidates:
+        """These candidates followed by ``rest`` (of the same query); re-rank scores continue below ours."""
+        arrays: dict[str, Any] = {name: np.concatenate([getattr(self, name), getattr(rest, name)]) for name in
+                  ("pks", "text", "image", "image_position", "image_count", "lexical", "lexical_norm", "fused")}
+        rerank = None
+        if self.rerank is not None:
+            floor = float(self.rerank.min()) if len(self.rerank) else 0.0
+            below = floor - 1.0 - np.arange(len(rest), dtype=np.float32) if rest.rerank is None else rest.rerank
+            rerank = np.concatenate([self.rerank, np.asarray(below, np.float32)])
+        parts = {name: np.concatenate([part, rest.parts.get(name, np.zeros(len(rest), np.float32))])
+                 for name, part in self.parts.items()}
+        return replace(self, **arrays, products=[*self.products, *rest.products], parts=parts, rerank=rerank)
+
     def with_rerank(self, scores: np.ndarray) -> Candidates:
         """Re-ordered by ``scores`` (descending; ties keep the fused order)."""
         scores = np.asarray(scores, dtype=np.float32)

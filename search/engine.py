@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from indexer.store import vectors as vector_files
 from indexer.config import ModelConfig, SearchConfig
 from indexer.encoders.base import Encoder
 from indexer.encoders.loading import load_encoder
@@ -56,8 +55,6 @@ class SearchEngine:
         self.store = store
         self.encoder = encoder
         self.config = config
-        if config.faiss_threads:
-            vector_files.set_threads(config.faiss_threads)
         self._lock = threading.RLock()
         self._text_cache = TextCache()
         self._load_indexes()
@@ -178,13 +175,15 @@ class SearchEngine:
         info = QueryInfo.from_terms(query_terms, words=query_words(query_terms) if lexical > 0 else [],
                                     image_share=share, lexical_weight=lexical)
         reranker = self.reranker if rerank else None
-        depth = max(offset + k, self.config.rerank_depth if reranker is not None else 0)
+        rerank_depth = self._rerank_depth(reranker)
+        depth = max(offset + k, rerank_depth)
         timings: dict[str, float] = {}
+        t = time.perf_counter()
+        vectors = self._term_vectors(query_terms)  # before the snapshot: a read transaction is not held while encoding
+        timings["encode"] = _ms(t)
         with self._consistent() as view:
             clauses = compile_where(where, attribute_fields=view.attribute_fields)
-            t = time.perf_counter()
-            vectors = self._term_vectors(query_terms)
-            timings["encode"] = _ms(t)
+            self._product_terms(query_terms, vectors)
             photo_share = share if image_share is not None else self._photo_share(view)
             shares = tuple(photo_share if t.kind == "image" else share for t in query_terms)
             table = view.fields.get() if field_w > 0 else None
@@ -195,10 +194,11 @@ class SearchEngine:
                            field_priors=dict(table.vocabulary.priors) if table is not None else {})
             candidates = self._candidates(view, query_terms, vectors, clauses, info=info, fields=fields, weights=used,
                                           table=table, depth=depth, exclude=exclude, timings=timings,
+                                          rerank_depth=rerank_depth,
                                           keep_lexical=self.config.lexical_keep if reranker is not None else 0)
         if reranker is not None and len(candidates):
             t = time.perf_counter()
-            candidates = reranker.rerank(candidates)
+            candidates = _rerank_top(reranker, candidates)
             timings["rerank"] = _ms(t)
         page = candidates.take(np.arange(offset, min(offset + k, len(candidates))))
         timings["total"] = _ms(started)
@@ -212,11 +212,12 @@ class SearchEngine:
                            image_share=image_share, exclude=[product_id], rerank=rerank)
 
     def product(self, product_id: str) -> dict[str, Any]:
-        """The stored metadata of one product; ``QueryError`` if unknown."""
-        pks = self.store.product_pks([product_id])
-        if product_id not in pks:
-            raise QueryError(f"unknown product id {product_id!r}")
-        return self.store.products([pks[product_id]])[pks[product_id]]
+        """The stored metadata of one product (read in one snapshot); ``QueryError`` if unknown."""
+        with self.store.snapshot():
+            pks = self.store.product_pks([product_id])
+            if product_id not in pks:
+                raise QueryError(f"unknown product id {product_id!r}")
+            return self.store.products([pks[product_id]])[pks[product_id]]
 
     def info(self) -> dict[str, Any]:
         return {
@@ -263,7 +264,7 @@ class SearchEngine:
         return cached
 
     def _term_vectors(self, terms: list[Term]) -> np.ndarray:
-        """Each term's unit vector, ``(t, d)``."""
+        """Each text and photo term's unit vector, ``(t, d)`` (stored-product rows are filled in later)."""
         vectors = np.zeros((len(terms), self.encoder.dim), dtype=np.float32)
         texts = [(i, t.value) for i, t in enumerate(terms) if t.kind == "text"]
         for i, t in enumerate(terms):
@@ -274,10 +275,20 @@ class SearchEngine:
         images = [(i, load_image(t.value, limits=self.config.images)) for i, t in enumerate(terms) if t.kind == "image"]
         if images:
             vectors[[i for i, _ in images]] = self.encoder.encode_images([img for _, img in images])
+        return vectors
+
+    def _product_terms(self, terms: list[Term], vectors: np.ndarray) -> None:
+        """Fill in the vectors of stored-product terms (inside the query's snapshot)."""
         for i, t in enumerate(terms):
             if t.kind == "product":
                 vectors[i] = self._product_vector(t.value)
-        return vectors
+
+    def _rerank_depth(self, reranker: Reranker | None) -> int:
+        """How many fused candidates the re-ranker re-scores: the depth it was trained on, whatever the page."""
+        if reranker is None:
+            return 0
+        trained = getattr(reranker, "depth", None)
+        return int(trained) if isinstance(trained, int) and trained > 0 else self.config.rerank_depth
 
     def _product_vector(self, product_id: str) -> np.ndarray:
         """A stored product as a query term: the mean of its image vectors plus its text vector."""
@@ -294,7 +305,8 @@ class SearchEngine:
 
     def _candidates(self, view: VectorView, terms: list[Term], vectors: np.ndarray, clauses: list[Any], *,
                     info: QueryInfo, fields: QueryFields, weights: Weights, table: FieldTable | None, depth: int,
-                    exclude: Sequence[str], timings: dict[str, float], keep_lexical: int = 0) -> Candidates:
+                    exclude: Sequence[str], timings: dict[str, float], rerank_depth: int = 0,
+                    keep_lexical: int = 0) -> Candidates:
         """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages.
 
         Candidates: the ANN neighbours of the combined query vector, the best BM25 matches of the words no
@@ -325,12 +337,13 @@ class SearchEngine:
         if allowed is not None and (not view.exact and len(allowed[0]) <= self.config.exact_scan_limit):
             pks = allowed[0]  # small allowed set on an approximate index: score all of them exactly
         else:
-            pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe)
+            pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe,
+                                        threads=self.config.faiss_threads)
             if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
                 pks = allowed[0]  # the approximate search came up short: top up exactly
         if kind_allowed is not None and len(kind_allowed[0]):
             pks = np.union1d(pks, view.ann_candidates(query, n_candidates, kind_allowed, ef_search=self.config.ef_search,
-                                                      nprobe=self.config.nprobe))
+                                                      nprobe=self.config.nprobe, threads=self.config.faiss_threads))
         pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)
         if exclude:
             pks = np.setdiff1d(pks, np.fromiter(self.store.product_pks(exclude).values(), dtype=np.int64))
@@ -347,9 +360,12 @@ class SearchEngine:
                        config=self.config)
         fused = scored.parts.fused
         order = fusion.top_k(pks, fused, depth)
-        if keep_lexical:  # the best word matches reach the re-ranker even when their vectors rank them low
-            extra = np.setdiff1d(np.flatnonzero(np.isin(pks, lexical_pks[:keep_lexical])), order)
-            order = np.concatenate([order, extra[np.argsort(-fused[extra], kind="stable")]])
+        head = min(rerank_depth, len(order))
+        if keep_lexical and head:  # the best word matches reach the re-ranker even when their vectors rank them low
+            extra = np.setdiff1d(np.flatnonzero(np.isin(pks, lexical_pks[:keep_lexical])), order[:head])
+            extra = extra[np.argsort(-fused[extra], kind="stable")]
+            order = np.concatenate([order[:head], extra, order[head:][~np.isin(order[head:], extra)]])
+            head += len(extra)
         best = scored.best_image
         position = np.full(len(pks), -1, dtype=np.int64)
         position[best >= 0] = stored["image_position"][best[best >= 0]]
@@ -364,7 +380,7 @@ class SearchEngine:
             image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
             lexical=scored.lexical_raw[order], lexical_norm=scored.lexical_norm[order], fused=fused[order],
             parts={name: part[order] for name, part in parts.items()},
-            products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks)},
+            products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks), "rerank_head": head},
         )
 
 
@@ -382,6 +398,15 @@ def _kind_clauses(fields: QueryFields, weights: Weights, view: VectorView) -> li
         return []
     top = max(named, key=lambda name: (weights.field_priors.get(name, 0.0), name == "category"))
     return compile_where({top: {"in": named[top]}}, attribute_fields=view.attribute_fields)
+
+
+def _rerank_top(reranker: Reranker, candidates: Candidates) -> Candidates:
+    """Re-rank the head (the top fused candidates to the re-ranker's depth, and the BM25 matches kept for it)
+    and leave the rest after it in fused order, so every page of one query comes from one ranking."""
+    head = int(candidates.extra.get("rerank_head", len(candidates)))
+    if head >= len(candidates):
+        return reranker.rerank(candidates)
+    return reranker.rerank(candidates.take(np.arange(head))).concat(candidates.take(np.arange(head, len(candidates))))
 
 
 def _weight(name: str, value: Any, most: float) -> float:

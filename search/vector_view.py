@@ -77,16 +77,18 @@ class VectorView:
                                          rescore=tuned.rescore)
 
     def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None, *,
-                       ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+                       ef_search: int | None = None, nprobe: int | None = None, threads: int | None = None) -> np.ndarray:
         """Union of the top-``n`` text hits and the products of the top-``2n`` image hits (more where the
         index was tuned to re-score more of its compressed hits exactly)."""
         q = query.reshape(1, -1)
         text_tuning = self.tuning("text", n, ef_search=ef_search, nprobe=nprobe)
         image_tuning = self.tuning("image", 2 * n, ef_search=ef_search, nprobe=nprobe)
         _, text_ids = vector_files.search(self.indexes["text"], q, max(n, text_tuning.rescore),
-                                          allowed=None if allowed is None else allowed[0], tuning=text_tuning)
+                                          allowed=None if allowed is None else allowed[0], tuning=text_tuning,
+                                          omp_threads=threads)
         _, image_ids = vector_files.search(self.indexes["image"], q, max(2 * n, image_tuning.rescore),
-                                           allowed=None if allowed is None else allowed[1], tuning=image_tuning)
+                                           allowed=None if allowed is None else allowed[1], tuning=image_tuning,
+                                           omp_threads=threads)
         image_ids = image_ids[image_ids >= 0]
         return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
 

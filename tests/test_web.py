@@ -220,7 +220,7 @@ def test_upload_finds_the_photographed_product(client, web_catalog):
     body = upload(client, photo(web_catalog), image_weight=1, k=3, facets="category,price").json()
     hit = body["hits"][0]
     assert hit["product_id"] == "P005" and hit["scores"]["image_cosine"] == pytest.approx(1.0, abs=1e-5)
-    assert hit["score"] == pytest.approx(hit["scores"]["image"])  # image_share follows the photo weight
+    assert hit["score"] == pytest.approx(hit["scores"]["fused"])  # the photo term's own default share (search.calibration)
     assert body["query"] == [{"kind": "image", "value": "photo", "weight": 1.0}] and set(body["facets"]) == {"category", "price"}
 
 

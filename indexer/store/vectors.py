@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,8 +33,23 @@ class SearchTuning:
 
 
 def set_threads(n: int) -> None:
-    """OpenMP threads FAISS uses (a process-wide setting)."""
+    """OpenMP threads FAISS uses in the calling thread from now on (benchmarks; the engine uses ``threads``)."""
     faiss.omp_set_num_threads(n)
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``n`` in the calling thread for the block, then restored, so a search
+    setting leaks into nothing else that runs OpenMP in this thread (torch's encoder, say)."""
+    if not n:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def make_index(index_type: str, dim: int, *, ef_construction: int = VectorIndexConfig().hnsw_ef_construction) -> faiss.Index:
@@ -91,19 +108,22 @@ def search(
     *,
     allowed: np.ndarray | None = None,
     tuning: SearchTuning = SearchTuning(),
+    omp_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (scores, ids) per query row; ``-1`` ids are dropped by the caller.
 
-    ``allowed`` restricts the search to those ids through a FAISS ID selector.
+    ``allowed`` restricts the search to those ids through a FAISS ID selector; ``omp_threads`` sets FAISS's
+    threads for this call only.
     """
     k = max(1, min(k, index.ntotal)) if index.ntotal else 0
     if k == 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     params = _search_parameters(index, allowed, tuning)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if params is None:
-        return index.search(queries, k)
-    return index.search(queries, k, params=params)
+    with threads(omp_threads):
+        if params is None:
+            return index.search(queries, k)
+        return index.search(queries, k, params=params)
 
 
 def _search_parameters(index: faiss.Index, allowed: np.ndarray | None, tuning: SearchTuning) -> faiss.SearchParameters | None:

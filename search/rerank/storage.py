@@ -54,6 +54,11 @@ class FusionReranker:
         self.meta = meta
         self._profiles: dict[Any, Any] = {}  # product metadata tokenised once (see build_features)
 
+    @property
+    def depth(self) -> int:
+        """How many fused candidates it was trained to re-rank (the engine re-ranks as many)."""
+        return int(self.meta.get("depth") or 0)
+
     def score(self, candidates: Candidates) -> np.ndarray:
         if len(self._profiles) > PROFILE_CACHE:
             self._profiles = {}

@@ -137,7 +137,6 @@ class _Service:
     def search_upload(self, data: bytes, filename: str, form: UploadIn, prefix: str) -> dict[str, Any]:
         weight = self.config.image_weight if form.image_weight is None else form.image_weight
         terms = [*self._text_terms(form.text, 1.0 - weight), ("image", self._decode(data, filename), weight)]
-        form = form.model_copy(update={"image_share": weight if form.image_share is None else form.image_share})
         return self.page(self.engine.search, form, prefix, terms, terms=[(v, w) for _, v, w in terms])
 
     def similar(self, product_id: str, params: PageIn, prefix: str) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class SearchIn(PageIn):
 
 
 class UploadIn(PageIn):
-    """The fields of ``POST /search/image`` beside the ``photo`` file; image_share defaults to image_weight."""
+    """The fields of ``POST /search/image`` beside the ``photo`` file; image_share defaults to the engine's (photo terms: ``photo_image_share``)."""
 
     text: str | None = Field(None, max_length=2000, description="Optional refine text: but in red -striped")
     image_weight: float | None = Field(None, ge=0, le=1, description="Photo weight 0..1; the text gets 1 minus it")
