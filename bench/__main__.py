@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from bench import encoder_runtime, indexing, latency, query_split, ranking, recall, recall_large, serve_latency, text_tower
+from bench import encoder_runtime, fast_refusals, indexing, latency, query_split, ranking, recall, recall_large, serve_latency, text_tower
 
 
 def main() -> None:
@@ -24,6 +24,7 @@ def main() -> None:
     encoder_runtime.configure(sub.add_parser("encoder-runtime", help="image tower images/s: eager torch vs ONNX Runtime, cosine"))
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
     ranking.configure(sub.add_parser("ranking", help="ranking quality: demo catalog (unseen seed) + hand catalog, nDCG, p50"))
+    fast_refusals.configure(sub.add_parser("fast-refusals", help="seconds to refuse bad input (filter field, catalog header, format...)"))
     serve = serve_latency.configure(sub.add_parser("serve-latency", help="p50/p95 of /search and /search/image, 8 concurrent clients"))
     serve.set_defaults(run=serve_latency.main)
     args = parser.parse_args()

@@ -44,6 +44,8 @@ def parse_size(text: str) -> int:
 
 
 if TYPE_CHECKING:
+    from indexer.config import ModelConfig
+
     _IntParamType = click.ParamType[int]
 else:  # click < 8.4: ParamType is not generic at runtime
     _IntParamType = click.ParamType
@@ -70,10 +72,36 @@ INDEX_OPTION = click.option(
 )
 
 
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    value = value.strip().lower()
+    kind, colon, number = value.partition(":")
+    if kind in ("auto", "cpu", "cuda", "mps") and (not colon or (kind == "cuda" and number.isdigit())):
+        return value
+    raise click.BadParameter(f"{value!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+DEVICE_OPTION = click.option(
+    "--device", default="auto", show_default=True, callback=_check_device, metavar="auto|cpu|cuda[:N]|mps",
+    help="Where the model runs: auto takes a CUDA GPU (or Apple's mps) when torch sees one, else the CPU; "
+         "naming a device torch does not see is an error.",
+)
+
+
 def model_options(func: _F) -> _F:
+    func = DEVICE_OPTION(func)
     func = click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (default: torch's choice).")(func)
     func = click.option("--pretrained", help="Pretrained tag (laion2b_s34b_b79k), a local checkpoint file, or 'random'.")(func)
     func = click.option(
         "--model", help="open_clip model: an architecture (ViT-B-32), hf-hub:ORG/REPO, or a model folder. Default: the bundled demo model."
     )(func)
     return func
+
+
+def query_model(spec: dict[str, Any], *, model: str | None, pretrained: str | None, threads: int | None,
+                device: str) -> ModelConfig:
+    """The model to query an index with: ``--model``/``--pretrained`` when given, else the one it was built with."""
+    from indexer.config import ModelConfig
+
+    if model:
+        return ModelConfig(name=model, pretrained=pretrained, threads=threads, device=device)
+    return ModelConfig(name=spec.get("name"), pretrained=spec.get("pretrained"), threads=threads, device=device)

@@ -18,8 +18,20 @@ from indexer.encoders.open_clip import OpenClipEncoder, embed_dim, weights_finge
 from indexer.errors import ModelError
 
 
-#: The model folder shipped in data/ (trained by ``vitrina train``), used when no model is named.
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "demo-model"
+def _bundled_model_dir() -> Path:
+    """Where the bundled model is: beside this code when installed, in the repository's data/ in a checkout.
+
+    The repository keeps it in ``data/demo-model``; the wheel and the sdist map that folder onto the
+    package ``indexer.bundled`` (setup.py, pyproject.toml), so an installed copy has it at
+    ``site-packages/indexer/bundled/demo-model``.
+    """
+    here = Path(__file__).resolve()
+    installed, checkout = here.parents[1] / "bundled" / "demo-model", here.parents[2] / "data" / "demo-model"
+    return installed if (installed / CONFIG_FILE).is_file() or not (checkout / CONFIG_FILE).is_file() else checkout
+
+
+#: The bundled model folder (trained by ``vitrina train``), used when no model is named.
+BUNDLED_MODEL_DIR = _bundled_model_dir()
 
 
 BUNDLED_MODEL_NAME = "vitrina-demo"
@@ -82,9 +94,10 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
     if config.threads:
         torch.set_num_threads(config.threads)
     name, pretrained = resolve_model_name(config)
+    device = resolve_device(config.device)
     check_weights_reachable(config, name, pretrained)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=config.device)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, hub errors...
         raise ModelError(_load_failure_message(config, name, pretrained, exc)) from exc
@@ -99,6 +112,35 @@ def load_encoder(config: ModelConfig, *, batch_size: int = 32) -> OpenClipEncode
         return with_onnx_image_tower(encoder, cache_dir=config.onnx_cache, threads=config.threads,
                                      int8=config.runtime == "onnx-int8")
     return encoder
+
+
+#: What ``ModelConfig.device`` may name; "auto" takes a CUDA GPU, else Apple's mps, else the CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str) -> str:
+    """The torch device ``device`` names ("auto", "cpu", "cuda", "cuda:N", "mps"), or ``ModelError`` when torch lacks it."""
+    import torch
+
+    device = (device or "auto").strip().lower()
+    kind, _, number = device.partition(":")
+    if kind not in DEVICES or (number and (kind != "cuda" or not number.isdigit())):
+        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = (f"this torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
+                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
+            raise ModelError(f"device {device!r} is not available: {build}; use --device cpu (or auto)")
+        if number and int(number) >= torch.cuda.device_count():
+            raise ModelError(f"device {device!r} is not available: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not has_mps:
+        raise ModelError(f"device 'mps' is not available: torch {torch.__version__} sees no Apple GPU (Metal); "
+                         "use --device cpu (or auto)")
+    return device
 
 
 def check_weights_reachable(config: ModelConfig, name: str, pretrained: str | None, *, timeout: float = 3.0) -> None:

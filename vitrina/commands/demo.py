@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ import click
 
 from indexer.config import IndexConfig, ModelConfig
 from indexer.errors import VitrinaError
+
+from vitrina.output import Progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,15 +26,13 @@ class DemoQuery:
 
 def ensure_demo_catalog(folder: Path, *, products: int, seed: int, image_size: int = 224, quiet: bool = False) -> Path:
     """Generate the demo catalog in ``folder`` unless one with the same settings is there."""
-    from tqdm import tqdm
-
     from vitrina.demo.catalog import generate_catalog
 
     stamp = folder / "demo-catalog.json"
     settings = {"products": products, "seed": seed, "image_size": image_size}
     if stamp.is_file() and json.loads(stamp.read_text()) == settings and (folder / "catalog.jsonl").is_file():
         return folder / "catalog.jsonl"
-    with tqdm(total=products, desc="drawing products", unit=" products", file=sys.stderr, disable=quiet or None) as bar:
+    with Progress("drawing products", total=products, quiet=quiet) as bar:
         report = generate_catalog(folder, products=products, seed=seed, image_size=image_size, queries=max(40, products // 10),
                                   progress=bar.update)
     stamp.write_text(json.dumps(settings) + "\n")
@@ -90,11 +89,9 @@ def demo_catalog_command(out_dir: Path, products: int, seed: int, image_size: in
 
         vitrina demo-catalog --out demo --products 1000 --seed 7
     """
-    from tqdm import tqdm
-
     from vitrina.demo.catalog import generate_catalog
 
-    with tqdm(total=products, desc="drawing products", unit=" products", file=sys.stderr, disable=None) as bar:
+    with Progress("drawing products", total=products) as bar:
         report = generate_catalog(out_dir, products=products, seed=seed, image_size=image_size, queries=queries, progress=bar.update)
     click.echo(f"{report.products} products, {report.images} photos, {report.query_photos} query photos -> {report.catalog}")
     click.echo(f"judgments: {report.judgments_train}, {report.judgments_heldout}")
@@ -126,10 +123,9 @@ def demo_command(demo_dir: Path, products: int, seed: int, model: str | None, pr
 
 
 def _run_demo(demo_dir: Path, *, products: int, seed: int, model: ModelConfig, k: int) -> None:
-    from tqdm import tqdm
-
     from indexer.encoders.loading import load_encoder
     from indexer.pipeline import build_index
+    from indexer.stages import StageTimes
     from indexer.store.reader import IndexStore
     from search import SearchEngine
     from vitrina.output import format_hits
@@ -144,8 +140,10 @@ def _run_demo(demo_dir: Path, *, products: int, seed: int, model: ModelConfig, k
         click.echo("    (already built with this model: reused)")
     else:
         spec = {"name": encoder.identity.name, "pretrained": model.pretrained}
-        with tqdm(total=products, desc="indexing", unit=" products", file=sys.stderr, disable=None) as bar:
-            report = build_index(catalog, index_dir, encoder=encoder, config=IndexConfig(), model_spec=spec, progress=bar.update)
+        stages = StageTimes()
+        with Progress("indexing", total=products, stage=stages.bottleneck) as bar:
+            report = build_index(catalog, index_dir, encoder=encoder, config=IndexConfig(), model_spec=spec, progress=bar.update,
+                                 stages=stages)
         click.echo(f"    {report.indexed} products, {report.images} photos indexed in {report.seconds:.0f}s")
     click.echo("3/3 example queries")
     with SearchEngine(IndexStore.open(index_dir), encoder) as engine:

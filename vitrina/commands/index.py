@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from indexer.config import DEFAULT_INDEX_TYPE, RUNTIMES, FetchPolicy, IndexConfig, ModelConfig
 
-
 from vitrina.options import INDEX_OPTION, ByteSize, domain_errors, model_options
+from vitrina.output import Progress, count_catalog_rows
+
+if TYPE_CHECKING:
+    from indexer.pipeline import IndexReport
 
 
 @click.command("index")
@@ -40,7 +45,7 @@ from vitrina.options import INDEX_OPTION, ByteSize, domain_errors, model_options
                    "the ONNX ones need pip install 'vitrina[onnx]', else torch is used.")
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
-                  batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
+                  device: str, batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
                   allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool, runtime: str) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
@@ -52,41 +57,32 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
 
         vitrina index catalog.jsonl --index my-index --model ViT-B-32 --pretrained laion2b_s34b_b79k
     """
-    from tqdm import tqdm
-
-    from indexer.encoders.loading import load_encoder
-    from indexer.pipeline import build_index
-    from indexer.stages import StageTimes
-
-    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads, runtime=runtime)
-    encoder = load_encoder(model_config, batch_size=batch_size)
-    if encoder.runtime != runtime:
-        from indexer.encoders.onnx import onnx_available
-
-        click.echo(f"--runtime {runtime}: {onnx_available()}; using torch", err=True)
+    # Everything that can be refused without the model is checked first: a refusal takes a second, not a model load.
     try:
         fetch = FetchPolicy(allow_networks=allow_networks)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-network") from None
+    check_catalog(catalog, allow_outside_root=allow_outside_root)
+    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads, runtime=runtime, device=device)
     config = IndexConfig(index_type=index_type, max_memory=max_memory, batch_size=batch_size, commit_every=commit_every,
                          allow_outside_root=allow_outside_root, fetch=fetch)
-    spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
-    stages = StageTimes()
-
-    with tqdm(desc="indexing", unit=" products", file=sys.stderr, disable=as_json or None) as bar:
-        def progress(n: int) -> None:
-            slowest = stages.bottleneck()
-            if slowest:
-                bar.set_postfix_str(f"bottleneck: {slowest}", refresh=False)
-            bar.update(n)
-
-        report = build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=progress,
-                             delete_missing=delete_missing, stages=stages)
+    new_folder = not index_dir.exists()
+    try:
+        report = _build(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json)
+    except BaseException:
+        if new_folder:
+            remove_if_empty(index_dir)
+        raise
+    kept = report.indexed + report.updated + report.unchanged
+    if not kept and new_folder:
+        remove_if_empty(index_dir)
     data = report.to_json()
     if report_file:
         report_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        if not kept:
+            raise click.ClickException(nothing_indexed(report.rows, report.problems))
         return
     click.echo(
         f"{report.indexed} indexed, {report.updated} updated, {report.unchanged} unchanged, {report.skipped} skipped, "
@@ -99,6 +95,64 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
         click.echo(f"  {problem}", err=True)
     if len(report.problems) > 20:
         click.echo(f"  ... and {len(report.problems) - 20} more (see --report FILE)", err=True)
+    if not kept:
+        raise click.ClickException(nothing_indexed(report.rows, report.problems))
+
+
+def _build(catalog: Path, index_dir: Path, model_config: ModelConfig, config: IndexConfig, *, delete_missing: bool,
+           quiet: bool) -> IndexReport:
+    from indexer.encoders.loading import load_encoder
+    from indexer.pipeline import build_index
+    from indexer.stages import StageTimes
+
+    encoder = load_encoder(model_config, batch_size=config.batch_size)
+    if encoder.runtime != model_config.runtime:
+        from indexer.encoders.onnx import onnx_available
+
+        click.echo(f"--runtime {model_config.runtime}: {onnx_available()}; using torch", err=True)
+    spec = {"name": encoder.identity.name, "pretrained": model_config.pretrained}
+    stages = StageTimes()
+    with Progress("indexing", total=count_catalog_rows(catalog), quiet=quiet, stage=stages.bottleneck) as progress:
+        return build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=progress.update,
+                           delete_missing=delete_missing, stages=stages)
+
+
+def check_catalog(catalog: Path, *, allow_outside_root: bool = False) -> None:
+    """Refuse, before any model loads, a catalog of an unknown format, with a bad header, or without one valid row.
+
+    Reads up to its first valid product (a valid catalog: one row).
+    """
+    from indexer.catalog import RowError, catalog_format, iter_products
+
+    catalog_format(catalog)
+    problems: list[RowError] = []
+    for _ in iter_products(catalog, on_error=problems.append, allow_outside_root=allow_outside_root):
+        return
+    raise click.ClickException(nothing_indexed(len({p.row for p in problems}), [p for p in problems if p.fatal], what=str(catalog)))
+
+
+def nothing_indexed(rows: int, problems: Sequence[object], *, what: str = "nothing indexed") -> str:
+    """Why a run indexed nothing: an empty catalog, or the first reasons its rows were refused."""
+    if not rows:
+        return f"{what}: the catalog has no rows"
+    first = "; ".join(str(p) for p in problems[:3])
+    return f"{what}: none of its {rows} row(s) could be indexed" + (f" ({first}{'; ...' if len(problems) > 3 else ''})" if first else "")
+
+
+def remove_if_empty(index_dir: Path) -> None:
+    """Remove an index folder this run created when it holds no committed product (a failed first run)."""
+    from indexer.errors import VitrinaError
+    from indexer.store.reader import IndexStore
+
+    try:
+        with IndexStore.open(index_dir) as store:
+            if store.counts()["products"]:
+                return
+    except VitrinaError:
+        pass
+    except Exception:  # an unreadable half-made database: still ours to remove
+        pass
+    shutil.rmtree(index_dir, ignore_errors=True)
 
 
 def format_stages(seconds: dict[str, float], *, products: int, images: int) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from indexer.config import ModelConfig, SearchConfig
+from indexer.config import SearchConfig
 
-from vitrina.options import INDEX_OPTION, domain_errors, model_options
+from vitrina.options import INDEX_OPTION, domain_errors, model_options, query_model
 from vitrina.output import format_hits
 
 
@@ -30,7 +30,7 @@ def parse_term(text: str) -> tuple[Any, float]:
     if not value:
         raise click.BadParameter(f"{text!r}: empty value")
     if kind == "image":
-        return Path(value), weight
+        return (ImageURL(value) if is_url(value) else Path(value)), weight
     if kind == "product":
         return {"product": value}, weight
     return value, weight
@@ -39,7 +39,8 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.command("search")
 @click.argument("text", required=False)
 @INDEX_OPTION
-@click.option("--image", "image_path", type=click.Path(path_type=Path), help="A photo to search with (path).")
+@click.option("--image", "image_source", metavar="PATH|URL",
+              help="A photo to search with: a file, or an http(s) URL (fetched with the indexer's guards: public addresses only, size and time caps).")
 @click.option("--text-weight", default=1.0, show_default=True, type=float, help="Weight of TEXT in the query.")
 @click.option("--image-weight", default=1.0, show_default=True, type=float, help="Weight of --image in the query.")
 @click.option("--term", "terms", multiple=True, metavar="KIND:VALUE=WEIGHT",
@@ -58,9 +59,10 @@ def parse_term(text: str) -> tuple[Any, float]:
               help="Also draw the query and its hits as a contact sheet PNG.")
 @click.option("--no-rerank", is_flag=True, help="Rank by the weighted-sum fusion only, without the index's trained re-ranker.")
 @domain_errors
-def search_command(text: str | None, index_dir: Path, image_path: Path | None, text_weight: float, image_weight: float,
+def search_command(text: str | None, index_dir: Path, image_source: str | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
-                   image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None, as_json: bool,
+                   image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None,
+                   device: str, as_json: bool,
                    sheet: Path | None, no_rerank: bool) -> None:
     """Search an index by text, by photo, or both, with weights and filters.
 
@@ -74,28 +76,39 @@ def search_command(text: str | None, index_dir: Path, image_path: Path | None, t
 
         vitrina search --like SKU-1 -k 5 --index my-index --json
     """
+    from indexer.store.reader import IndexStore
     from search import SearchEngine
-    from search.filters import parse_where
+    from search.filters import compile_where, parse_where
 
+    # Everything that can be refused without the model is checked first: a refusal takes a second, not a model load.
     parsed_terms = [parse_term(t) for t in terms]
     if like:
         parsed_terms.append(({"product": like}, 1.0))
-    if not (text or image_path or parsed_terms):
+    if not (text or image_source or parsed_terms):
         raise click.UsageError("give TEXT, --image, --term or --like")
-    model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads) if model else None
+    filters = parse_where(where)
+    with IndexStore.open(index_dir) as store:
+        compile_where(filters, attribute_fields=store.attribute_fields())
+        wanted = [value["product"] for value, _ in parsed_terms if isinstance(value, dict)]
+        missing = sorted(set(wanted) - set(store.product_pks(wanted)))
+        if missing:
+            raise click.ClickException(f"unknown product id {missing[0]!r}")
+        model_config = query_model(store.model_spec, model=model, pretrained=pretrained, threads=threads, device=device)
+    photo = query_image(image_source) if image_source else None
+    parsed_terms = [(query_image(value) if isinstance(value, (Path, ImageURL)) else value, weight) for value, weight in parsed_terms]
     with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank) as engine:
         result = engine.search(
-            text=text, image=image_path, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
-            where=parse_where(where), k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
+            text=text, image=photo, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
+            where=filters, k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
             exclude=[like] if like else (),
         )
     if sheet:
         from vitrina.demo.contact_sheet import render_contact_sheet
 
         described = [f'"{text}" x{text_weight:g}'] if text else []
-        described += [f"photo x{image_weight:g}"] if image_path else []
+        described += [f"photo x{image_weight:g}"] if photo else []
         described += list(terms) + ([f"like {like}"] if like else [])
-        render_contact_sheet([h.to_json() for h in result], sheet, query_text="  ".join(described), query_image=image_path,
+        render_contact_sheet([h.to_json() for h in result], sheet, query_text="  ".join(described), query_image=photo,
                              title=f"vitrina search  ({index_dir})")
         click.echo(f"contact sheet: {sheet}", err=True)
     if as_json:
@@ -103,6 +116,22 @@ def search_command(text: str | None, index_dir: Path, image_path: Path | None, t
         return
     click.echo(format_hits(result.hits, offset=offset))
     click.echo(f"{len(result)} hits from {result.candidates} candidates in {result.timings.get('total', 0):.0f} ms", err=True)
+
+
+class ImageURL(str):
+    """An ``image:`` term's http(s) URL (a plain ``str`` term is text)."""
+
+
+def is_url(value: str) -> bool:
+    return value.lower().startswith(("http://", "https://"))
+
+
+def query_image(source: str | Path) -> Any:
+    """The photo of a query, decoded now (before the model loads): a file, or an http(s) URL fetched through
+    the SSRF-guarded fetcher (public addresses only, deadlines, byte cap); ``ImageError`` says why not."""
+    from indexer.media.images import load_image
+
+    return load_image(str(source) if isinstance(source, str) and is_url(source) else Path(source))
 
 
 def register(cli: click.Group) -> None:

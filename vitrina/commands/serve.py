@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from vitrina.options import DEVICE_OPTION
+
 SETTINGS_ENV = "VITRINA_SERVE_SETTINGS"
 
 
@@ -26,12 +28,14 @@ def register(cli: click.Group) -> None:
 
 def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
     """(app, engine) from serve settings; the caller closes the engine."""
-    from indexer.config import ModelConfig
+    from indexer.store.reader import IndexStore
     from search import SearchEngine
     from search.web.app import WebConfig, create_app
+    from vitrina.options import query_model
 
-    model = ModelConfig(name=settings["model"], pretrained=settings["pretrained"], threads=settings["threads"]) \
-        if settings.get("model") else None
+    with IndexStore.open(settings["index"]) as store:  # a missing index fails here, before the model loads
+        model = query_model(store.model_spec, model=settings.get("model"), pretrained=settings.get("pretrained"),
+                            threads=settings.get("threads"), device=settings.get("device") or "auto")
     engine = SearchEngine.open(settings["index"], model=model)
     try:
         config = WebConfig(max_upload_bytes=settings["max_upload_bytes"], facet_depth=settings["facet_depth"],
@@ -58,6 +62,7 @@ def app_from_env() -> Any:
 @click.option("--model", help="open_clip model to query with (default: the one the index was built with).")
 @click.option("--pretrained", help="Pretrained tag or checkpoint for --model.")
 @click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads per worker (default: torch's choice).")
+@DEVICE_OPTION
 @click.option("--search-threads", default=4, show_default=True, type=click.IntRange(1, 256),
               help="Searches run at once per worker (the thread pool for decoding, encoding and searching).")
 @click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
@@ -67,7 +72,7 @@ def app_from_env() -> Any:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn's log level.")
 def serve_command(index_dir: Path, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
-                  threads: int | None, search_threads: int, max_upload_mb: float, facet_depth: int, log_level: str) -> None:
+                  threads: int | None, device: str, search_threads: int, max_upload_mb: float, facet_depth: int, log_level: str) -> None:
     """Serve the search API and the upload-a-photo page over HTTP.
 
     Open http://HOST:PORT/ for the page, /docs for the API. The model and the index
@@ -82,7 +87,7 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
     from indexer.errors import VitrinaError
 
     settings = {
-        "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads,
+        "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads, "device": device,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
     }
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"

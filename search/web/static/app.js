@@ -15,12 +15,14 @@ const els = {
   balanceValue: $("balance-value"), category: $("category"), minPrice: $("min-price"), maxPrice: $("max-price"),
   alert: $("alert"), status: $("status"), results: $("results"), facets: $("facets"), active: $("active-filters"),
   heading: $("results-heading"), back: $("back"), prev: $("prev"), next: $("next"), pageLabel: $("page-label"),
+  filtersToggle: $("filters-toggle"),
 };
+const IDLE_STATUS = "Drop a photo or type what you are looking for.";
 
 const state = {
   photo: null, previewUrl: null, text: "", offset: 0, similar: null, picked: {}, priceBucket: null,
   facetFields: BASE_FACETS.slice(), maxUpload: 10 * 1024 * 1024, hasMore: false, ran: false, request: 0,
-  facets: {}, expanded: new Set(),
+  facets: {}, expanded: new Set(), refused: false,
 };
 
 function megabytes(n) {
@@ -29,6 +31,11 @@ function megabytes(n) {
 
 function showAlert(message) {
   els.alert.textContent = message || "";
+}
+
+function setStatus(message, refused = false) {
+  els.status.textContent = message;
+  state.refused = refused;
 }
 
 function label(field) {
@@ -57,7 +64,10 @@ function setPhoto(file) {
   state.previewUrl = null;
   if (file && file.size > state.maxUpload) {
     showAlert(`"${file.name}" is ${megabytes(file.size)}; photos can be at most ${megabytes(state.maxUpload)}.`);
+    setStatus(`Photo not used: over the ${megabytes(state.maxUpload)} limit.`);
     file = null;
+  } else if (state.refused) {
+    setStatus(IDLE_STATUS); // the refused search is over: don't keep saying so
   }
   if (file) {
     state.photo = file;
@@ -149,8 +159,27 @@ function renderActiveFilters() {
 }
 
 for (const input of [els.category, els.minPrice, els.maxPrice]) {
-  input.addEventListener("change", () => { if (state.ran) runSearch(0); });
+  input.addEventListener("change", () => {
+    renderFiltersToggle();
+    if (state.ran) runSearch(0);
+  });
 }
+
+// On a phone the filters and facet counts wait behind the "Filters" button (CSS hides them while closed).
+function activeFilterCount() {
+  return Object.keys(buildWhere()).length;
+}
+
+function renderFiltersToggle() {
+  const count = activeFilterCount();
+  els.filtersToggle.textContent = count ? `Filters (${count})` : "Filters";
+}
+
+els.filtersToggle.addEventListener("click", () => {
+  const open = !document.body.classList.contains("filters-open");
+  document.body.classList.toggle("filters-open", open);
+  els.filtersToggle.setAttribute("aria-expanded", String(open));
+});
 
 // ---- searching -------------------------------------------------------------------------------
 els.form.addEventListener("submit", (event) => {
@@ -204,12 +233,13 @@ async function runSearch(offset, focusAfter) {
   const [url, init] = request();
   if (!url) {
     showAlert("Choose a photo or type what you are looking for, then search.");
+    setStatus(IDLE_STATUS);
     els.q.focus();
     return;
   }
   const ticket = ++state.request;
   showAlert("");
-  els.status.textContent = "Searching…";
+  setStatus("Searching…");
   els.results.setAttribute("aria-busy", "true");
   let response, data;
   try {
@@ -226,7 +256,7 @@ async function runSearch(offset, focusAfter) {
     const photoRefused = url === "search/image" && [400, 413, 415].includes(status);
     if (photoRefused) setPhoto(null); // unusable: let the next search go without it
     showAlert(photoRefused ? `Photo refused: ${why}` : `The search failed: ${why}`);
-    els.status.textContent = "No results: the search was refused.";
+    setStatus(photoRefused ? "No results: the photo was refused." : "No results: the search was refused.", true);
     els.results.replaceChildren();
     els.facets.replaceChildren();
     els.back.hidden = !state.similar;
@@ -242,9 +272,10 @@ async function runSearch(offset, focusAfter) {
   renderPager(data.hits.length);
   els.back.hidden = !state.similar;
   const first = state.offset + 1;
-  els.status.textContent = data.hits.length
+  setStatus(data.hits.length
     ? `Results ${first}–${state.offset + data.hits.length} for ${describe()}${data.has_more ? "" : " (all shown)"}.`
-    : `Nothing found for ${describe()} with these filters.`;
+    : `Nothing found for ${describe()} with these filters.`);
+  renderFiltersToggle();
   if (focusAfter) (focusAfter === true ? els.heading : focusAfter).focus();
 }
 
@@ -349,7 +380,7 @@ els.back.addEventListener("click", () => {
   else {
     els.back.hidden = true;
     els.results.replaceChildren();
-    els.status.textContent = "Drop a photo or type what you are looking for.";
+    setStatus(IDLE_STATUS);
   }
 });
 
