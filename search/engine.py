@@ -24,6 +24,7 @@ from search.candidates import Candidates, QueryInfo
 from search.field_match import named_values
 from search.field_table import FieldTable
 from search.query import Term, build_terms, query_words
+from search.composer import Composer, load_composer
 from search.rerank.storage import load_reranker
 from search.results import SearchResult, hits_from, no_candidates
 from search.scoring import QueryFields, Weights, read_fields, score
@@ -46,7 +47,7 @@ class SearchEngine:
     """
 
     def __init__(self, store: IndexStore, encoder: Encoder, *, config: SearchConfig = SearchConfig(),
-                 reranker: Reranker | None = None):
+                 reranker: Reranker | None = None, composer: Composer | None = None):
         if not store.identity.same_model(encoder.identity):
             raise ModelError(
                 f"{store.folder} was built with {store.identity.describe()}; "
@@ -60,6 +61,8 @@ class SearchEngine:
         self._load_indexes()
         #: A trained re-ranker (``search.rerank.storage``) or None; set by ``open`` when the index has one.
         self.reranker: Reranker | None = reranker
+        #: A trained photo + words combiner (``search.composer``) or None; set by ``open`` when the index has one.
+        self.composer: Composer | None = composer
 
     @classmethod
     def open(
@@ -70,11 +73,13 @@ class SearchEngine:
         model: ModelConfig | None = None,
         config: SearchConfig = SearchConfig(),
         rerank: bool = True,
+        compose: bool = True,
     ) -> SearchEngine:
         """Open ``folder``; the model is the one the index was built with unless given.
 
-        The index's trained re-ranker (``vitrina train-reranker``) is loaded when present
-        and ``rerank`` is true; one trained for another index or model is refused.
+        The index's trained re-ranker (``vitrina train-reranker``) and photo + words combiner
+        (``vitrina train-composer``) are loaded when present and ``rerank`` / ``compose`` are true; ones
+        trained for another index or model are refused.
         """
         store = IndexStore.open(folder)
         try:
@@ -82,10 +87,9 @@ class SearchEngine:
                 spec = store.model_spec
                 model = model or ModelConfig(name=spec.get("name"), pretrained=spec.get("pretrained"))
                 encoder = load_encoder(model)
-            reranker = None
-            if rerank:
-                reranker = load_reranker(store)
-            return cls(store, encoder, config=config, reranker=reranker)
+            reranker = load_reranker(store) if rerank else None
+            composer = load_composer(store) if compose else None
+            return cls(store, encoder, config=config, reranker=reranker, composer=composer)
         except BaseException:
             store.close()
             raise
@@ -189,7 +193,8 @@ class SearchEngine:
             table = view.fields.get() if field_w > 0 else None
             fields = read_fields(query_terms, info.words, table.vocabulary) if table is not None else \
                 QueryFields(bm25_words=info.words)
-            used = Weights(term_weights=tuple(t.weight for t in query_terms), image_shares=shares,
+            vectors, term_weights, shares = self._composed(query_terms, vectors, shares)
+            used = Weights(term_weights=term_weights, image_shares=shares,
                            lexical_weight=lexical, field_weight=field_w,
                            field_priors=dict(table.vocabulary.priors) if table is not None else {})
             candidates = self._candidates(view, query_terms, vectors, clauses, info=info, fields=fields, weights=used,
@@ -245,6 +250,21 @@ class SearchEngine:
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
             raise QueryError(f"image_share must be a number within [0, 1], got {share!r}")
         return k, offset, float(share)
+
+    def _composed(self, terms: list[Term], vectors: np.ndarray,
+                  shares: tuple[float, ...]) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+        """With a trained combiner and a query of a photo and words: one more term, the photo changed by the
+        words, weighted as the photo and the words together (the original terms stay, at their weights)."""
+        weights = tuple(t.weight for t in terms)
+        photos = [i for i, t in enumerate(terms) if t.kind == "image" and t.weight > 0]
+        texts = [i for i, t in enumerate(terms) if t.kind == "text" and t.weight > 0]
+        if self.composer is None or not photos or not texts:
+            return vectors, weights, shares
+        photo = _unit(np.average(vectors[photos], axis=0, weights=[weights[i] for i in photos]))
+        words = _unit(np.average(vectors[texts], axis=0, weights=[weights[i] for i in texts]))
+        composed = self.composer.compose(photo, words)
+        weight = float(sum(weights[i] for i in photos + texts))
+        return np.vstack([vectors, composed]), (*weights, weight), (*shares, shares[photos[0]])
 
     def _photo_share(self, view: VectorView) -> float:
         """The default image share of photo terms: ``config.photo_image_share`` weighed by how well a photo

@@ -66,7 +66,7 @@ def test_faiss_threads_are_set_for_the_search_only(reranked, tiny_encoder):
 
 def test_product_reads_stay_consistent_while_a_writer_replaces_products(tmp_path, tiny_encoder):
     catalog = write_catalog(tmp_path / "catalog")
-    changed = tmp_path / "changed.jsonl"
+    changed = catalog.parent / "changed.jsonl"  # beside the catalog: its image paths resolve to the same files
     changed.write_text(catalog.read_text().replace("widget", "gadget"))
     folder = tmp_path / "index"
     with open_built_engine(folder, catalog, tiny_encoder) as engine:
