@@ -188,8 +188,14 @@ def photo_separation(text: np.ndarray, has_text: np.ndarray, images: np.ndarray,
     return Separation(image=separation(image_cos, counts >= 2), text=separation(np.where(has_text, text_cos, np.nan), has_text))
 
 
+#: Separation (in z units) every side is credited with before measuring: a side measured useless on a small
+#: or noisy sample (a random model) is discounted, not switched off.
+PRIOR_SEPARATION = 1.0
+
+
 def informed_share(share: float, separation: Separation) -> float:
-    """A photo term's image share weighed by how informative each side measured: ``a s_i / (a s_i + (1-a) s_t)``
-    (``share`` itself when neither side could be measured)."""
-    image, text = share * separation.image, (1.0 - share) * separation.text
+    """A photo term's image share weighed by how informative each side measured:
+    ``a (s_i + 1) / (a (s_i + 1) + (1 - a)(s_t + 1))`` (s in z units, with one unit of prior credit each)."""
+    image = share * (separation.image + PRIOR_SEPARATION)
+    text = (1.0 - share) * (separation.text + PRIOR_SEPARATION)
     return share if image + text <= 0 else image / (image + text)

@@ -36,15 +36,19 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_index(tmp_path_factory, tiny_encoder) -> tuple[Path, Path]:
-    """A small realistic demo catalog, indexed with the tiny test model: (catalog folder, index folder)."""
+def demo_index(tmp_path_factory) -> tuple[Path, Path]:
+    """A small demo catalog indexed with the bundled demo model (a real model, so a catalog photo finds its
+    own product): (catalog folder, index folder)."""
+    from indexer.config import ModelConfig
+    from indexer.encoders.loading import load_encoder
     from indexer.pipeline import build_index
     from vitrina.demo.catalog import generate_catalog
 
     folder = tmp_path_factory.mktemp("browser")
     generate_catalog(folder / "catalog", products=40, seed=11, image_size=128, queries=4)
-    build_index(folder / "catalog" / "catalog.jsonl", folder / "index", encoder=tiny_encoder,
-                model_spec={"name": tiny_encoder.identity.name, "pretrained": None})
+    encoder = load_encoder(ModelConfig())
+    build_index(folder / "catalog" / "catalog.jsonl", folder / "index", encoder=encoder,
+                model_spec={"name": encoder.identity.name, "pretrained": None})
     return folder / "catalog", folder / "index"
 
 
@@ -137,7 +141,7 @@ def test_upload_refine_more_like_this_and_facets(page, demo_index):
     expect(page.locator("#preview")).to_be_visible()
     expect(page.locator("#results .card").first).to_be_visible()
     expect(page.locator("#balance")).to_be_enabled()
-    # all the weight on the photo, from the keyboard: the identical photo scores 1.0 and ranks first
+    # all the weight on the photo, from the keyboard: the catalog photo finds its own product first
     page.focus("#balance")
     page.keyboard.press("End")
     expect(page.locator("#balance-value")).to_have_text("100% photo")

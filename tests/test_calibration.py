@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from search.calibration import (best_per_owner, fuse_parts, lexical_z, reference_moments, side_cosines,
-                                standardise)
+from search.calibration import (Separation, best_per_owner, fuse_parts, informed_share, lexical_z, photo_separation,
+                                reference_moments, side_cosines, standardise)
 
 
 def unit(rows):
@@ -92,3 +92,34 @@ def test_fused_is_the_weighted_sum_of_its_parts():
     np.testing.assert_allclose(parts.lexical, 0.5 * lexical, rtol=1e-6)
     np.testing.assert_allclose(parts.field, 3.0 * field, rtol=1e-6)
     np.testing.assert_allclose(parts.fused, parts.image + parts.text + parts.lexical + parts.field, rtol=1e-6)
+
+
+def test_photo_separation_measures_how_far_a_photo_lifts_its_own_product():
+    rng = np.random.default_rng(3)
+    n, d = 30, 16
+    centres = unit(rng.normal(size=(n, d)))
+    text = unit(centres + 0.3 * rng.normal(size=(n, d)))
+    owner = np.repeat(np.arange(n), 2)
+    images = unit(centres[owner] + 0.3 * rng.normal(size=(2 * n, d)))
+    sep = photo_separation(text, np.ones(n, bool), images, owner)
+    # by hand: product p's first photo against every text / every other product's best photo
+    zs_text, zs_image = [], []
+    for p in range(n):
+        q = images[2 * p]
+        t = text @ q
+        zs_text.append((t[p] - np.delete(t, p).mean()) / np.delete(t, p).std())
+        sims = images @ q
+        sims[2 * p] = -np.inf
+        best = np.array([sims[owner == o].max() for o in range(n)])
+        zs_image.append((best[p] - np.delete(best, p).mean()) / np.delete(best, p).std())
+    assert sep.text == pytest.approx(np.mean(zs_text), rel=1e-4)
+    assert sep.image == pytest.approx(np.mean(zs_image), rel=1e-4)
+    useless = photo_separation(unit(rng.normal(size=(n, d))), np.ones(n, bool), images, owner)
+    assert useless.text < 1.0 < useless.image
+
+
+def test_informed_share_discounts_an_uninformative_side():
+    assert informed_share(0.8, Separation(image=3.0, text=3.0)) == pytest.approx(0.8)
+    assert informed_share(0.8, Separation(image=3.0, text=0.0)) == pytest.approx(0.8 * 4 / (0.8 * 4 + 0.2 * 1))
+    assert 0.75 < informed_share(0.8, Separation(image=0.0, text=0.04)) < 0.8  # noise is not a verdict
+    assert informed_share(0.0, Separation(image=5.0, text=0.0)) == 0.0
