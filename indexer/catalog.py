@@ -7,10 +7,12 @@ the reason, and the next row is read.  Row numbers are 1-based and count data ro
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ MAX_ID_CHARS = 256
 #: Longer text is truncated (with a warning): embeddings see ~77 tokens anyway.
 MAX_FIELD_CHARS = {"title": 1000, "description": 20_000}
 MAX_ATTRIBUTE_CHARS = 2000
+#: A CSV cell may be this long before the row is refused (Python's csv stops at 131,072 characters by
+#: default; longer text is truncated to the limits above, so only the reading needs room).
+MAX_CSV_FIELD_CHARS = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +108,10 @@ def iter_products(
         except CatalogError as exc:
             report(RowError(row=row_number, reason=str(exc), product_id=_raw_id(raw)))
             continue
+        except (ValueError, TypeError, OverflowError, RecursionError, OSError) as exc:  # a row never stops the read
+            report(RowError(row=row_number, reason=f"unusable row ({type(exc).__name__}: {_printable(str(exc))})",
+                            product_id=_raw_id(raw)))
+            continue
         if record.id in seen:
             report(RowError(row=row_number, reason="duplicate id (the first row wins)", product_id=record.id))
             continue
@@ -125,8 +134,8 @@ def parse_row(
     warnings = warnings if warnings is not None else []
     values = {k.strip(): v for k, v in raw.items() if isinstance(k, str) and not _blank(v)}
     for key, value in values.items():
-        if isinstance(value, str) and _has_surrogates(value):
-            raise CatalogError(f"field {key!r} is not valid UTF-8 text")
+        if _has_surrogates(key) or _has_surrogates(value):
+            raise CatalogError(f"field {_printable(key)!r} is not valid UTF-8 text (a lone surrogate or an undecodable byte)")
     product_id = _parse_id(values.get("id"))
     images = _parse_images(values, root=root, csv_row=csv_row)
     if not allow_outside_root:
@@ -147,8 +156,26 @@ def parse_row(
     return record
 
 
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+def _has_surrogates(value: Any) -> bool:
+    """True when ``value`` (a string, or text nested in a list or dict) holds a surrogate code point: an
+    undecodable byte (``surrogateescape``) or a lone ``\\ud800``-``\\udfff`` escape, which no database
+    or UTF-8 output can store."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_surrogates(v) for v in value)
+    return False
+
+
+def _printable(text: str) -> str:
+    """``text`` safe to print or store (surrogates shown as escapes)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _truncated(values: dict[str, Any], name: str, limit: int, warnings: list[str]) -> str:
@@ -175,13 +202,30 @@ def _inside_root(images: tuple[str, ...], root: Path, warnings: list[str]) -> tu
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    if csv.field_size_limit() < MAX_CSV_FIELD_CHARS:  # only ever raised, never lowered: safe for other readers
+        csv.field_size_limit(MAX_CSV_FIELD_CHARS)
     try:
         handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
         with handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or "id" not in [f.strip() for f in reader.fieldnames]:
+            try:
+                fieldnames = reader.fieldnames
+            except csv.Error as exc:
+                raise CatalogError(f"{path}: unreadable CSV header ({exc})") from None
+            if not fieldnames or "id" not in [f.strip() for f in fieldnames]:
                 raise CatalogError(f"{path}: the CSV header must have an 'id' column")
-            for number, raw in enumerate(reader, start=1):
+            number = 0
+            while True:
+                number += 1
+                try:
+                    raw = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a cell over MAX_CSV_FIELD_CHARS
+                    # the parser stopped inside a cell: where the next row begins cannot be known (a quoted
+                    # cell may span lines), so the rows read so far are kept and the read ends here
+                    yield number, RowError(row=number, reason=f"unreadable CSV row ({exc}); the rows after it were not read")
+                    return
                 if None in raw:
                     yield number, RowError(row=number, reason="more cells than header columns", product_id=raw.get("id"))
                     continue
@@ -193,6 +237,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
+            if number == 1:
+                line = line.removeprefix(codecs.BOM_UTF8)  # a byte-order mark is not part of the first row
             if not line.strip():
                 continue
             try:
@@ -202,6 +248,12 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                 continue
             except json.JSONDecodeError as exc:
                 yield number, RowError(row=number, reason=f"invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except ValueError:  # Python refuses integers of more than 4300 digits
+                yield number, RowError(row=number, reason="unreadable JSON: a number of thousands of digits")
+                continue
+            except RecursionError:
+                yield number, RowError(row=number, reason="unreadable JSON: nested too deep")
                 continue
             if not isinstance(raw, dict):
                 yield number, RowError(row=number, reason=f"expected a JSON object, got {type(raw).__name__}")
@@ -251,13 +303,18 @@ def _parse_price(value: Any) -> float | None:
         raise CatalogError(f"price must be a number, got {value!r}")
     try:
         price = float(str(value).strip().replace(",", "")) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise CatalogError(f"price must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of 400 digits
+        raise CatalogError(f"price must be a number no larger than {sys.float_info.max:.3g}, got {_short(value)}") from None
     if math.isnan(price) or math.isinf(price):
-        raise CatalogError(f"price must be a finite number, got {value!r}")
+        raise CatalogError(f"price must be a finite number, got {_short(value)}")
     if price < 0:
-        raise CatalogError(f"price must not be negative, got {value!r}")
+        raise CatalogError(f"price must not be negative, got {_short(value)}")
     return price
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"an integer of {len(str(value))} digits"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _parse_images(values: dict[str, Any], *, root: Path, csv_row: bool) -> tuple[str, ...]:
@@ -288,6 +345,8 @@ def _parse_images(values: dict[str, Any], *, root: Path, csv_row: bool) -> tuple
 def resolve_image_location(location: str, *, root: Path) -> str:
     """An http(s) URL as it is; a local path made absolute against ``root``."""
     lowered = location.lower()
+    if "\x00" in location:
+        raise CatalogError(f"image {_printable(location)!r}: a NUL character in a path or URL")
     if lowered.startswith(("http://", "https://")):
         return location
     if "://" in lowered or lowered.startswith(("data:", "file:")):
@@ -300,6 +359,9 @@ def _attribute(name: str, value: Any, warnings: list[str]) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         warnings.append(f"attribute {name!r} is {value!r}; stored as text")
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        warnings.append(f"attribute {name!r} is an integer of {len(str(abs(value)))} digits, beyond 64 bits; stored as text")
+        return str(value)[:MAX_ATTRIBUTE_CHARS]
     if not isinstance(value, (str, int, float, bool)):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False)
     if isinstance(value, str):

@@ -10,6 +10,7 @@ The edges (CLI, HTTP) translate them into one clear line and an exit code or a 4
     ├── ModelError         a model cannot be loaded, or does not match an index
     ├── IndexFormatError   an index folder is missing, torn or of another version
     ├── IndexLockedError   another process is writing to the index folder
+    ├── IndexWriteError    the index folder cannot be written (disk full, read-only, no permission)
     └── QueryError         a query, filter or parameter is invalid
 """
 
@@ -46,6 +47,12 @@ class IndexFormatError(VitrinaError):
 
 class IndexLockedError(VitrinaError):
     """Another writer holds the index folder's lock."""
+
+
+class IndexWriteError(VitrinaError):
+    """The index folder cannot be written: no space left, a read-only file system, no permission.
+
+    The last commit is intact; free space (or fix the permissions) and run again."""
 
 
 class QueryError(VitrinaError):

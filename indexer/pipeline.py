@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 from PIL import Image
 
-from indexer.catalog import ProductRecord, RowError, iter_products
+from indexer.catalog import ProductRecord, RowError, catalog_format, iter_products
 from indexer.config import IndexConfig
 from indexer.encoders.base import Encoder
-from indexer.errors import ImageError
+from indexer.errors import CatalogError, ImageError
 from indexer.media.fetch import fetch_many
 from indexer.media.images import decode_image, read_file
 from indexer.prefetch import prefetch
@@ -119,6 +119,9 @@ def build_index(
     started = time.perf_counter()
     stages = stages if stages is not None else StageTimes()
     report = IndexReport(catalog=str(catalog), index=str(folder))
+    if not Path(catalog).is_file():  # refused before the index folder is created
+        raise CatalogError(f"{catalog}: catalog file not found")
+    catalog_format(Path(catalog))
     seen: set[str] = set()
 
     def on_row_error(error: RowError) -> None:
@@ -153,7 +156,13 @@ def build_index(
                     if prepared is None:
                         break
                     seen.update(record.id for record in prepared.records)
-                    report.unchanged += prepared.unchanged
+                    report.unchanged += prepared.unchanged + len(prepared.held)
+                    for item in prepared.held:
+                        for location, reason in item.failures:
+                            report.problems.append(Problem(
+                                row=item.record.row, product_id=item.record.id, image=location,
+                                reason=f"{reason}; the stored version (with this image) is kept until it can be read",
+                                outcome="kept the stored version"))
                     products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages)
                     with stages.time("store"):
                         for product in products:
@@ -193,6 +202,7 @@ class _Prepared:
     records: list[ProductRecord]
     unchanged: int
     todo: list[_Loaded]
+    held: list[_Loaded]  # stored products with an image that cannot be read now: their stored version stays
     decoded: list[list[tuple[int, str]]]  # per todo item: (position, location) of each usable image, in order
     images: Any  # pixels tensor, a list of PIL images, or None
 
@@ -201,7 +211,11 @@ def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: Inde
                    stages: StageTimes) -> _Prepared:
     with stages.time("read"):
         loaded = _read_batch(batch, config=config)
-    todo = [item for item in loaded if stored.get(item.record.id) != item.content_hash]
+    changed = [item for item in loaded if stored.get(item.record.id) != item.content_hash]
+    # an image that cannot be read now (missing file, unreachable URL) is not a change of the product: a stored
+    # product is not re-stored without it; a new one is indexed without it and retried on the next run
+    held = [item for item in changed if item.record.id in stored and item.failures]
+    todo = [item for item in changed if not (item.record.id in stored and item.failures)]
     with stages.time("decode"):
         target = getattr(encoder, "image_size", None)
         decoded: list[list[tuple[int, str]]] = []
@@ -217,7 +231,7 @@ def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: Inde
             decoded.append(usable)
         preprocess = getattr(encoder, "preprocess_images", None)
         pixels: Any = preprocess(images) if images and preprocess is not None else (images or None)
-    return _Prepared(records=batch, unchanged=len(loaded) - len(todo), todo=todo, decoded=decoded, images=pixels)
+    return _Prepared(records=batch, unchanged=len(loaded) - len(changed), todo=todo, held=held, decoded=decoded, images=pixels)
 
 
 def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport, stages: StageTimes) -> list[EmbeddedProduct]:

@@ -7,6 +7,11 @@ A filter is a mapping of field → condition::
 Fields: ``id``, ``price``, ``category``, ``brand`` and the catalog's attributes.
 Operators: ``eq``, ``ne``, ``lt``, ``lte``, ``gt``, ``gte``, ``in``, ``nin``.
 ``parse_where`` turns the CLI's ``price<50`` / ``brand=A,B`` / JSON forms into that mapping.
+
+Values are strings, numbers, booleans or null (``eq`` / ``ne`` only); ranges take a number or a string.
+An attribute holds whatever the catalog had: a CSV catalog's ``size`` is the text ``"42"``, a JSONL
+one's may be the number ``42``; a number or numeric text in a filter matches both, and ranges compare
+numeric text as numbers.  Integers beyond 64 bits are compared as floats; text must be valid Unicode.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, not_, or_
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, not_, or_
 
 from indexer.errors import QueryError
 from indexer.store.schema import Product
@@ -58,35 +63,87 @@ def _column(field: Any, attribute_fields: Collection[str]) -> Any:
 
 
 def _clause(field: str, column: Any, op: Any, value: Any) -> ColumnElement[bool]:
-    if op not in OPERATORS:
+    if not isinstance(op, str) or op not in OPERATORS:
         raise QueryError(f"unknown operator {op!r} on {field!r}; use one of {', '.join(OPERATORS)}")
+    attribute = field not in COLUMNS
     if op in ("in", "nin"):
         if not isinstance(value, (list, tuple)) or not value:
             raise QueryError(f"{field!r} {op} needs a non-empty list of values")
         if len(value) > _MAX_IN:
             raise QueryError(f"{field!r} {op} takes at most {_MAX_IN} values")
         values = [_scalar(field, v) for v in value]
+        if attribute:
+            values = [form for v in values for form in _forms(v)]
         return column.in_(values) if op == "in" else or_(column.is_(None), not_(column.in_(values)))
     value = _scalar(field, value)
     if op in ("lt", "lte", "gt", "gte"):
+        if value is None or isinstance(value, bool):
+            raise QueryError(f"{field!r} {op} needs a number or a string, got {json.dumps(value)}")
         if field == "price" and not isinstance(value, (int, float)):
             raise QueryError(f"price {op} needs a number, got {value!r}")
+        if attribute and isinstance(value, (int, float)):
+            column = _as_number(column)
         compared: ColumnElement[bool] = {"lt": column < value, "lte": column <= value, "gt": column > value, "gte": column >= value}[op]
         return compared
-    if op == "eq":
-        equal: ColumnElement[bool] = column.is_(None) if value is None else column == value
-        return equal
-    return column.is_not(None) if value is None else or_(column.is_(None), column != value)
+    if value is None:
+        missing: ColumnElement[bool] = column.is_(None) if op == "eq" else column.is_not(None)
+        return missing
+    forms = _forms(value) if attribute else [value]
+    equal: ColumnElement[bool] = column == forms[0] if len(forms) == 1 else column.in_(forms)
+    return equal if op == "eq" else or_(column.is_(None), not_(equal))
 
 
 def _scalar(field: str, value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QueryError(f"filter value for {field!r} is not valid Unicode text (a lone surrogate)") from None
+        return value
+    if isinstance(value, int):
+        if _INT64[0] <= value <= _INT64[1]:
+            return value
+        try:
+            return float(value)  # SQLite binds 64-bit integers only; it stores larger ones as REAL anyway
+        except OverflowError:
+            raise QueryError(f"filter value for {field!r} is out of range (an integer of {len(str(abs(value)))} digits)") from None
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QueryError(f"filter value for {field!r} must be finite, got {value!r}")
         return value
     raise QueryError(f"filter value for {field!r} must be a string, number or boolean, got {type(value).__name__}")
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_NUMERIC_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _forms(value: Any) -> list[Any]:
+    """The forms an attribute equal to ``value`` may be stored in: a number also as its text, numeric text
+    also as its number (a CSV catalog stores ``size`` as ``"42"``, a JSONL one may store ``42``)."""
+    if isinstance(value, bool):
+        return [value]
+    if isinstance(value, (int, float)):
+        forms: list[Any] = [value, str(value)]
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            forms += [int(value), str(int(value))]
+        return forms
+    if isinstance(value, str) and _NUMERIC_TEXT.match(value):
+        number = float(value)
+        if math.isfinite(number):
+            return [value, number] + ([int(number)] if number.is_integer() and abs(number) < 2**63 else [])
+    return [value]
+
+
+def _as_number(column: Any) -> Any:
+    """An attribute as a number: stored numbers as they are, numeric text converted, anything else NULL
+    (so ``size < 50`` never matches the text ``"M"``)."""
+    numeric_text = and_(func.typeof(column) == "text", column.op("GLOB")("*[0-9]*"),
+                        not_(func.trim(column).op("GLOB")("*[^0-9.eE+-]*")))
+    return case((func.typeof(column).in_(("integer", "real")), column),
+                (numeric_text, cast(column, Float)), else_=None)
 
 
 def parse_where(expressions: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from indexer.errors import QueryError
 
 TermKind = Literal["text", "image", "product"]
 ImageInput = Image.Image | bytes | Path
+#: The largest term weight in magnitude: vectors and scores are float32, and a weight of 1e39 (finite in
+#: Python) became inf there and every score NaN.  Weights are relative, so this never limits a query.
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,9 +31,13 @@ class Term:
     def __post_init__(self) -> None:
         if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not math.isfinite(self.weight):
             raise QueryError(f"term weight must be a finite number, got {self.weight!r}")
+        if abs(self.weight) > MAX_WEIGHT:
+            raise QueryError(f"term weight must be within [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}], got {self.weight!r}")
         if self.kind == "text":
             if not isinstance(self.value, str) or not self.value.strip():
                 raise QueryError("a text term must be a non-empty string")
+            if not valid_unicode(self.value):
+                raise QueryError("a text term must be valid Unicode (it holds a lone surrogate)")
         elif self.kind == "product":
             if not isinstance(self.value, str) or not self.value:
                 raise QueryError("a product term needs a product id")
@@ -48,6 +55,15 @@ class Term:
         else:
             what = f"image {self.value}" if isinstance(self.value, Path) else "image"
         return f"{what} x {self.weight:g}"
+
+
+def valid_unicode(text: str) -> bool:
+    """False for text holding a surrogate code point (a lone ``\\ud800`` from JSON): nothing can store or print it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def term_from(item: Any, weight: float = 1.0) -> Term:

@@ -87,7 +87,9 @@ def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypa
     monkeypatch.setattr(vectors, "write_atomic", boom)
     extra = catalog.parent / "extra.jsonl"
     extra.write_text('{"id": "NEW-1", "title": "a new product"}\n')
-    with pytest.raises(OSError):
+    from indexer.errors import IndexWriteError
+
+    with pytest.raises(IndexWriteError, match="no space left on the device"):  # a domain error saying what to do
         build_index(extra, built_index, encoder=tiny_encoder)
     with IndexStore.open(built_index) as store:
         assert (store.counts(), store.commit_info) == before

@@ -32,7 +32,8 @@ from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE
 from indexer.encoders.base import ModelIdentity
 from indexer.errors import IndexFormatError
-from indexer.store.database import blobs_to_matrix, make_engine
+from indexer.store.database import WRITE, blobs_to_matrix, make_engine, write_errors
+from indexer.store.lock import WriteLock
 from indexer.store.records import MODALITIES
 from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
 
@@ -71,6 +72,18 @@ class IndexStore:
         ``index_type`` is "auto" (the type follows the vector count and ``max_memory``) or a FAISS factory string.
         """
         folder = Path(folder)
+        if index_type != AUTO_INDEX_TYPE:
+            vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
+        with write_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        # under the folder's write lock: two writers racing on a new folder get one index and one clear refusal
+        with WriteLock(folder), write_errors(folder):
+            return cls._create_or_open(folder, identity=identity, index_type=index_type, model_spec=model_spec,
+                                       max_memory=max_memory)
+
+    @classmethod
+    def _create_or_open(cls, folder: Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any],
+                        max_memory: int | None) -> IndexStore:
         if (folder / DATABASE_FILE).exists():
             store = cls.open(folder, writable=True)
             if not store.identity.same_model(identity):
@@ -85,15 +98,13 @@ class IndexStore:
             if max_memory is not None and max_memory != store.max_memory:
                 store.set_max_memory(max_memory)
             return store
-        if index_type != AUTO_INDEX_TYPE:
-            vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
-        folder.mkdir(parents=True, exist_ok=True)
         engine = make_engine(folder, readonly=False)
-        Base.metadata.create_all(engine)
-        with engine.begin() as conn:
+        writes = engine.execution_options(**WRITE)
+        with writes.begin() as conn:
+            Base.metadata.create_all(conn)
             for statement in FTS_DDL:
                 conn.exec_driver_sql(statement)
-        with Session(engine) as session, session.begin():
+        with Session(writes) as session, session.begin():
             session.add_all(
                 [
                     IndexMeta(key="format_version", value=FORMAT_VERSION),
@@ -173,7 +184,7 @@ class IndexStore:
 
     def set_max_memory(self, max_memory: int | None) -> None:
         """Change the memory budget of an "auto" index (used from its next commit)."""
-        with Session(self.engine) as session, session.begin():
+        with write_errors(self.folder), Session(self.engine.execution_options(**WRITE)) as session, session.begin():
             session.merge(IndexMeta(key="max_memory", value=max_memory))
         self.max_memory = max_memory
 
@@ -239,7 +250,10 @@ class IndexStore:
         return [r[0] for r in rows]
 
     def product_pks(self, ids: Iterable[str]) -> dict[str, int]:
-        ids = list(ids)
+        """Stored pk of each of ``ids`` that is stored (an id that is not text, or holds a lone surrogate, never is)."""
+        ids = [i for i in ids if isinstance(i, str) and _encodable(i)]
+        if not ids:
+            return {}
         with self._connect() as conn:
             rows = conn.execute(select(Product.id, Product.pk).where(Product.id.in_(ids))).all()
         return {row.id: row.pk for row in rows}
@@ -292,19 +306,21 @@ class IndexStore:
         return [(int(r[0]), r[1], r[2], r[3], r[4] if isinstance(r[4], dict) else json.loads(r[4] or "{}")) for r in rows]
 
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image pk, product pk, position) of every stored image."""
+        """(image pk, product pk, index of the image in its product's ``products()[pk]["images"]``) of every
+        stored image (the index, not the catalog position: an image that failed to load leaves no gap)."""
         with self._connect() as conn:
             rows = conn.execute(select(ImageRow.pk, ImageRow.product_pk, ImageRow.position)).all()
         if not rows:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         table = np.array(rows, dtype=np.int64)
-        return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
+        return table[:, 0].copy(), table[:, 1].copy(), image_ranks(table[:, 1], table[:, 2])
 
     def vectors_of(self, product_pks: Sequence[int]) -> dict[str, Any]:
         """Stored vectors of ``product_pks`` (in that order) for exact scoring.
 
         Returns ``text`` (n, d) with zero rows where a product has no text, ``has_text`` (n,),
-        ``images`` (m, d), ``image_owner`` (m,) row in ``product_pks``, ``image_position`` (m,).
+        ``images`` (m, d), ``image_owner`` (m,) row in ``product_pks``, ``image_position`` (m,): the image's
+        index in its product's ``products()[pk]["images"]``.
         """
         dim = self.identity.dim
         order = {pk: i for i, pk in enumerate(product_pks)}
@@ -323,11 +339,14 @@ class IndexStore:
             "has_text": has_text,
             "images": blobs_to_matrix([r.vector for r in rows], dim),
             "image_owner": np.array([order[r.product_pk] for r in rows], dtype=np.int64),
-            "image_position": np.array([r.position for r in rows], dtype=np.int64),
+            "image_position": image_ranks(np.array([r.product_pk for r in rows], dtype=np.int64),
+                                          np.array([r.position for r in rows], dtype=np.int64)),
         }
 
     def products(self, product_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Metadata of ``product_pks`` as plain dicts, keyed by pk.
+        """Metadata of ``product_pks`` as plain dicts, keyed by pk.  ``images`` lists the stored images in
+        catalog order (an image that could not be loaded is not among them): ``image_owners`` and
+        ``vectors_of`` give each image's index in this list.
 
         On the query path for every search: plain SQL with positional parameters (no statement to build).
         """
@@ -362,3 +381,26 @@ class IndexStore:
     def product_ids(self) -> set[str]:
         with self._connect() as conn:
             return set(conn.execute(select(Product.id)).scalars())
+
+
+def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each image's rank among its owner's images by catalog position (0, 1, ...: no gaps where an image of
+    the catalog row failed to load), in the input order."""
+    if not len(owners):
+        return np.empty(0, np.int64)
+    order = np.lexsort((positions, owners))
+    grouped = owners[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = grouped[1:] != grouped[:-1]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order)) - first
+    return ranks
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import faiss
 import numpy as np
 
 from indexer.config import VectorIndexConfig
-from indexer.errors import IndexFormatError
+from indexer.errors import IndexFormatError, IndexWriteError
 
 
 
@@ -156,7 +157,13 @@ def _ivf_inside(index: faiss.Index) -> bool:
 def write_atomic(index: faiss.Index, path: Path) -> tuple[int, str]:
     """Write ``index`` to ``path`` via a temporary file, fsync and rename; returns (size, sha256)."""
     tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
+    try:
+        faiss.write_index(index, str(tmp))
+    except RuntimeError as exc:  # FAISS's C++ writer: a full disk shows as a failed fwrite
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise IndexWriteError(f"{path}: cannot write the FAISS file ({_faiss_message(exc)}; {free // (1024 * 1024)} MiB free "
+                              "on that disk); free some space and run again: the last commit is intact") from None
     with open(tmp, "rb") as handle:
         digest = file_sha256(handle)
         os.fsync(handle.fileno())

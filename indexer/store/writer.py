@@ -9,8 +9,6 @@ kernel releases it when the process dies, even by SIGKILL.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,15 +23,13 @@ from sqlalchemy.orm import Session
 from indexer.store import index_types
 from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE, VectorIndexConfig
-from indexer.errors import IndexLockedError
+from indexer.store.lock import LOCK_FILE as LOCK_FILE, WriteLock  # LOCK_FILE: re-exported for older imports
+from indexer.store.database import WRITE, write_errors
 from indexer.store.schema import ImageRow, IndexMeta, Product
 from indexer.store.database import blobs_to_matrix, vector_to_blob
 from indexer.errors import IndexFormatError
 from indexer.store.reader import IndexStore
 from indexer.store.records import MODALITIES, CommitInfo, EmbeddedProduct
-
-LOCK_FILE = "write.lock"
-
 
 @dataclass
 class _Pending:
@@ -42,35 +38,6 @@ class _Pending:
     add: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     remove: dict[str, set[int]] = field(default_factory=lambda: {m: set() for m in MODALITIES})
 
-
-
-class WriteLock:
-    """An exclusive, non-blocking lock on ``folder/write.lock`` holding the owner's pid."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise IndexLockedError(
-                f"{self.path.parent}: another writer (pid {holder}) is updating this index; "
-                "wait for it to finish or stop it (searches keep working meanwhile)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 class IndexWriter:
@@ -88,7 +55,9 @@ class IndexWriter:
         self.lock = WriteLock(store.folder)
         self.lock.acquire()
         store.refresh()  # the commit made by the previous writer, if any
-        self.session = Session(store.engine, expire_on_commit=False)
+        # write transactions begin IMMEDIATE: they wait for another process's SQLite write lock up to the busy
+        # timeout instead of failing at their first write after a read (SQLITE_BUSY without a wait)
+        self.session = Session(store.engine.execution_options(**WRITE), expire_on_commit=False)
         self.types = {m: store.factory(m) for m in MODALITIES}
         self.tuned = {m: {k: v for k, v in (store.commit_info.get("files", {}).get(m) or {}).items()
                           if k in ("tuning", "recall", "tuned_at")} for m in MODALITIES}
@@ -103,8 +72,12 @@ class IndexWriter:
 
     def put(self, product: EmbeddedProduct) -> None:
         """Insert ``product``, replacing any stored product with the same id."""
+        with write_errors(self.store.folder):
+            self._put(product)
+
+    def _put(self, product: EmbeddedProduct) -> None:
         record = product.record
-        self.delete([record.id])
+        self._delete([record.id])
         row = Product(
             id=record.id, row=record.row, title=record.title, description=record.description,
             price=record.price, category=record.category, brand=record.brand,
@@ -123,6 +96,10 @@ class IndexWriter:
 
     def delete(self, product_ids: Iterable[str]) -> int:
         """Stage the removal of ``product_ids``; returns how many were stored."""
+        with write_errors(self.store.folder):
+            return self._delete(product_ids)
+
+    def _delete(self, product_ids: Iterable[str]) -> int:
         removed = 0
         for product in self.session.scalars(select(Product).where(Product.id.in_(list(product_ids)))):
             self._unstage(product)
@@ -140,7 +117,14 @@ class IndexWriter:
             self.pending.remove[modality] |= pks - staged
 
     def commit(self) -> CommitInfo:
-        """Write the new FAISS generation, then commit it with the rows in one transaction."""
+        """Write the new FAISS generation, then commit it with the rows in one transaction.
+
+        A full disk, a read-only folder or another process's lock raise ``IndexWriteError`` /
+        ``IndexLockedError``; the last commit stays live either way."""
+        with write_errors(self.store.folder):
+            return self._commit()
+
+    def _commit(self) -> CommitInfo:
         store = self.store
         self._read = {}
         for modality in MODALITIES:
@@ -261,7 +245,7 @@ class IndexWriter:
         """Rebuild both FAISS files from the vectors in SQLite (``vitrina repair``)."""
         self._rebuild = set(MODALITIES)
         self.pending = _Pending()
-        return self.commit()
+        return self.commit()  # translated errors
 
     def close(self) -> None:
         self.session.close()

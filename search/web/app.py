@@ -14,7 +14,9 @@ the text's weight: ``but in red -striped`` → ``"but in red"`` x1, ``"striped"`
 
 Errors are ``{"detail": message}``: 404 unknown product or image; 413 upload, body or pixels over a
 limit, decompression bombs; 415 not an accepted image format; 400 undecodable image or malformed
-multipart; 422 bad parameters, filters or JSON (naming the field); 503 index unavailable.
+multipart; 422 bad parameters, filters or JSON (naming the field; ``errors`` lists each); 503 index
+unavailable.  The OpenAPI schema documents each route's statuses with these bodies, and the limits
+of this server (k, offset + k, terms) as the fields' maxima.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import asyncio
 import base64
 import binascii
 import inspect
+import json
 import logging
-import mimetypes
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
@@ -47,8 +50,9 @@ from indexer.media.images import decode_image
 from indexer.store.schema import ImageRow, Product
 
 from search.facets import count_facets
+from search.web.docs import install_offline_docs
 from search.web.uploads import BodyCap, read_form, megabytes
-from search.web.models import PageIn, SearchIn, UploadIn, parse_refine
+from search.web.models import ErrorOut, PageIn, SearchIn, UploadIn, ValidationErrorOut, parse_refine
 
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -77,9 +81,11 @@ class WebConfig:
     #: Searches at once (the thread pool that decodes, encodes and searches).
     search_threads: int = 4
     max_terms: int = 16
+    #: Photos decoded at once: a 6000x6000 PNG takes ~100 MB while it decodes, so uploads queue here.
+    decode_threads: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_k", "facet_depth", "search_threads", "max_terms"):
+        for name in ("max_upload_bytes", "max_pixels", "max_k", "facet_depth", "search_threads", "max_terms", "decode_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WebConfig.{name} must be at least 1")
         if not 0 <= self.image_weight <= 1 or self.negative_weight < 0:
@@ -116,9 +122,19 @@ class _Service:
         extra = [f for f in engine.info()["filter_fields"] if f not in ("id", "category", "brand", "price")]
         self.facet_fields = ["category", "brand", "price", *extra]
         self.pool = ThreadPoolExecutor(max_workers=config.search_threads, thread_name_prefix="vitrina-web")
+        # /healthz answers from its own thread: a queue of slow searches must not make the server look dead
+        self.health_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrina-health")
+        self.decodes = threading.BoundedSemaphore(config.decode_threads)
+        self.min_size: int | None = getattr(engine.encoder, "image_size", None)
+        engine_max_k = getattr(getattr(engine, "config", None), "max_k", None)
+        #: The deepest hit a page may reach (the engine's offset + k limit).
+        self.window = 10 * engine_max_k if isinstance(engine_max_k, int) else 10_000
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.wrap_future(self.pool.submit(fn, *args))
+
+    async def health(self) -> dict[str, int]:
+        return await asyncio.wrap_future(self.health_pool.submit(self.engine.store.counts))
 
     def search(self, body: SearchIn, prefix: str) -> dict[str, Any]:
         if len(body.terms) > self.config.max_terms:
@@ -149,6 +165,8 @@ class _Service:
         k, offset, depth = params.k, params.offset, self.config.facet_depth
         if k > self.config.max_k:
             raise QueryError(f"k must be at most {self.config.max_k}, got {k}")
+        if offset + k > self.window:
+            raise QueryError(f"offset + k must be at most {self.window}, got {offset + k}")
         unknown = [f for f in params.facets if f not in self.facet_fields]
         if unknown:
             raise QueryError(f"unknown facet field {unknown[0]!r}; facet fields: {', '.join(self.facet_fields)}")
@@ -163,9 +181,12 @@ class _Service:
             facets = count_facets([h.product for h in deep.hits], params.facets, price_edges=self.config.price_edges)
         if params.facets and offset + k < depth:
             result, hits, has_more = deep, deep.hits[offset:offset + k], len(deep.hits) > offset + k
-        else:
+        elif offset + k < self.window:  # one hit more than the page says whether there is a next one
             result = fn(*args, k=k + 1, offset=offset, **kw)
             hits, has_more = result.hits[:k], len(result.hits) > k
+        else:  # the page ends at the deepest hit a query may reach: there is no next page to ask for
+            result = fn(*args, k=k, offset=offset, **kw)
+            hits, has_more = result.hits, False
         return {
             "query": [{"kind": kind, "value": value if kind != "image" else "photo", "weight": w} for kind, value, w in shown],
             "hits": [_hit_json(h, rank, prefix) for rank, h in enumerate(hits, start=offset + 1)],
@@ -211,14 +232,16 @@ class _Service:
         return [("text", positive, weight)] * bool(positive) + [("text", n, -self.config.negative_weight * weight) for n in negatives]
 
     def _decode(self, data: bytes, name: str) -> Any:
-        return decode_image(data, name=name, limits=self.config.image_limits)
+        """Decode at most ``decode_threads`` photos at once, each reduced to what the model needs."""
+        with self.decodes:
+            return decode_image(data, name=name, limits=self.config.image_limits, min_size=self.min_size)
 
 
 def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     """The API and the page over an opened ``SearchEngine``; the caller opens and closes it."""
     service = _Service(engine, config)
     app = FastAPI(title="vitrina", version="0.1.0", summary="Product search by words, by photo, or both",
-                  description="\n\n".join((__doc__ or "").split("\n\n")[2:]))
+                  description="\n\n".join((__doc__ or "").split("\n\n")[2:]), default_response_class=SafeJSONResponse)
     app.state.service = service
     json_cap = 4 * -(-config.max_upload_bytes // 3) + _SLACK  # one photo in base64 and the rest
     app.add_middleware(BodyCap, default=(json_cap, f"request body over the {json_cap}-byte limit"), per_path={
@@ -226,6 +249,7 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(VitrinaError, _domain_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_offline_docs(app)  # /docs and /redoc from installed assets, no CDN (search.web.docs)
 
     def prefix(request: Request) -> str:
         return cast(str, request.scope.get("root_path", "")).rstrip("/")
@@ -234,7 +258,8 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_CSP, "Cache-Control": "no-cache"})
 
-    @app.post("/search", summary="Search by text (refine syntax), images and weighted terms")
+    @app.post("/search", summary="Search by text (refine syntax), images and weighted terms",
+              responses=_errors(400, 413, 415, 422, 503))
     async def search(body: SearchIn, request: Request) -> dict[str, Any]:
         return await service.run(service.search, body, prefix(request))
 
@@ -242,13 +267,15 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     schema.update(properties={"photo": {"type": "string", "format": "binary"}, **schema["properties"]}, required=["photo"])
 
     @app.post("/search/image", summary="Upload a photo (multipart field 'photo'), optionally refined with text",
-              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}})
+              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}},
+              responses=_errors(400, 413, 415, 422, 503))
     async def search_image(request: Request) -> dict[str, Any]:
         fields, (filename, data) = await read_form(request, max_file=config.max_upload_bytes)
         form = _validated(UploadIn, fields, "form")
         return await service.run(service.search_upload, data, filename, form, prefix(request))
 
-    @app.get("/products/{product_id:path}/similar", summary="More like this product (never the product itself)")
+    @app.get("/products/{product_id:path}/similar", summary="More like this product (never the product itself)",
+             responses=_errors(404, 422, 503))
     async def similar(request: Request, product_id: str, k: int = 10, offset: int = 0, image_share: float | None = None,
                       where: str | None = Query(None, description="Filters as JSON"),
                       facets: str = Query("", description="Comma-separated facet fields"), rerank: bool | None = None) -> dict[str, Any]:
@@ -256,32 +283,130 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
         params = _validated(PageIn, query, "query")
         return await service.run(service.similar, product_id, params, prefix(request))
 
-    @app.get("/products/{product_id:path}/images/{n}", summary="A product's n-th image (URL images redirect)", response_model=None)
+    @app.get("/products/{product_id:path}/images/{n}", summary="A product's n-th image (URL images redirect)", response_model=None,
+             response_class=Response, responses={
+                 200: {"description": "The image file, with the media type of its content",
+                       "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in IMAGE_MEDIA_TYPES}},
+                 307: {"description": "The catalog's image is an http(s) URL: go there"}, **_errors(404, 422, 503)})
     async def product_image(product_id: str, n: int) -> FileResponse | RedirectResponse:
         found = await service.run(service.image, product_id, n)
         if isinstance(found, str):
             return RedirectResponse(found, status_code=307)
-        media = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-        return FileResponse(found, media_type=media, headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+        return FileResponse(found, media_type=media_type(found),
+                            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
-    @app.get("/products/{product_id:path}", summary="One product's metadata")
+    @app.get("/products/{product_id:path}", summary="One product's metadata", responses=_errors(404, 422, 503))
     async def product(request: Request, product_id: str) -> dict[str, Any]:
         return await service.run(service.product, product_id, prefix(request))
 
-    @app.get("/healthz", summary="200 once the model and index are loaded and the index answers")
+    @app.get("/healthz", summary="200 once the model and index are loaded and the index answers (not queued behind searches)",
+             response_model=HealthOut, responses={503: {"model": HealthOut, "description": "The index does not answer"}})
     async def healthz() -> JSONResponse:
         try:
-            counts = await service.run(engine.store.counts)
+            counts = await service.health()
         except Exception as exc:  # noqa: BLE001 (the index went away or is unreadable: not ready)
             log.warning("health check failed: %s", exc)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok", "products": counts["products"], "model": engine.encoder.identity.name})
+            return SafeJSONResponse({"status": "unavailable"}, status_code=503)
+        return SafeJSONResponse({"status": "ok", "products": counts["products"], "model": engine.encoder.identity.name})
 
-    @app.get("/stats", summary="Counts, model, index type, catalog values and limits")
+    @app.get("/stats", summary="Counts, model, index type, catalog values and limits", responses=_errors(503))
     async def stats() -> dict[str, Any]:
         return await service.run(service.stats)
 
+    _declare_limits(app, config, window=service.window)
     return app
+
+
+class HealthOut(BaseModel):
+    status: str
+    products: int | None = None
+    model: str | None = None
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always renders: text holding a lone surrogate is written as ``\\ud800`` escapes (valid JSON)
+    and a non-finite float as null, where the plain response raised (HTTP 500)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except (UnicodeEncodeError, ValueError):
+            return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The image cannot be decoded, or the multipart body is malformed",
+    404: "No such product, or no such image of it",
+    413: "The body, the photo or its pixels (count, aspect ratio, decoded size) are over a limit",
+    415: "Not an accepted image format, or not multipart/form-data",
+    422: "A parameter, filter or JSON body is invalid (each field named in errors)",
+    503: "The index is unavailable right now",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of a route, with their bodies."""
+    return {code: {"model": ValidationErrorOut if code == 422 else ErrorOut, "description": _ERROR_DESCRIPTIONS[code]}
+            for code in codes}
+
+
+def _declare_limits(app: FastAPI, config: WebConfig, *, window: int) -> None:
+    """Write this server's limits into the generated schema: the maxima of k, offset and terms."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        limits = {"k": {"maximum": config.max_k}, "offset": {"maximum": window - 1},
+                  "terms": {"maxItems": config.max_terms}}
+        notes = {"offset": f"offset + k must be at most {window}"}
+        bodies = [schema.get("components", {}).get("schemas", {}).get(name, {}) for name in ("SearchIn", "UploadIn", "PageIn")]
+        upload = schema["paths"].get("/search/image", {}).get("post", {}).get("requestBody", {})
+        bodies.append(upload.get("content", {}).get("multipart/form-data", {}).get("schema", {}))
+        for body in bodies:
+            for name, properties in body.get("properties", {}).items():
+                if name in limits:
+                    properties.update(limits[name])
+                    if name in notes:
+                        properties["description"] = notes[name]
+        for operation in schema["paths"].get("/products/{product_id}/similar", {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") in ("k", "offset"):
+                    bounds = {"minimum": 1, **limits["k"]} if parameter["name"] == "k" else {"minimum": 0, **limits["offset"]}
+                    parameter.setdefault("schema", {}).update(bounds)
+                    if parameter["name"] == "offset":
+                        parameter["description"] = notes["offset"]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
+
+
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "application/octet-stream")
+_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"),
+          (b"GIF89a", "image/gif"), (b"BM", "image/bmp"))
+
+
+def media_type(path: Path) -> str:
+    """The media type of an image file by its content (a PNG named .jpg is image/png), not by its name."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return "application/octet-stream"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for magic, media in _MAGIC if head.startswith(magic)), "application/octet-stream")
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
@@ -292,6 +417,7 @@ def _validated(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with ``{"detail": one line, "errors": [...]}`` (``ValidationErrorOut``)."""
     errors = []
     for raw in exc.errors():  # type: ignore[attr-defined]
         error = {"type": raw["type"], "loc": raw["loc"], "msg": raw["msg"]}  # never echo the input (a photo, say)
@@ -300,18 +426,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         errors.append(error)
     field: Callable[[Any], str] = lambda loc: ".".join(str(x) for x in loc if x not in ("body", "form", "query", "path")) or "body"
     detail = "; ".join(f"{field(e['loc'])}: {e['msg']}" for e in errors)
-    return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
+    return SafeJSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc)
     if isinstance(exc, QueryError):
-        return JSONResponse({"detail": message}, status_code=422)
+        return SafeJSONResponse({"detail": message}, status_code=422)
     if isinstance(exc, ImageError):
         status = 415 if isinstance(exc, ImageRefusedError) else 413 if isinstance(exc, ImageTooLargeError) else 400
-        return JSONResponse({"detail": message}, status_code=status)
+        return SafeJSONResponse({"detail": message}, status_code=status)
     log.error("search failed: %s", message)
-    return JSONResponse({"detail": "the index is unavailable right now; see the server log"}, status_code=503)
+    return SafeJSONResponse({"detail": "the index is unavailable right now; see the server log"}, status_code=503)
 
 
 def _public(product: dict[str, Any], prefix: str) -> dict[str, Any]:
