@@ -303,6 +303,11 @@ class SearchEngine:
             if t.kind == "product":
                 vectors[i] = self._product_vector(t.value)
 
+    def _product_pks(self, terms: list[Term]) -> list[int]:
+        """The pks of the stored products that are positive terms of the query (more like this)."""
+        ids = [str(t.value) for t in terms if t.kind == "product" and t.weight > 0]
+        return list(self.store.product_pks(ids).values()) if ids else []
+
     def _rerank_depth(self, reranker: Reranker | None) -> int:
         """How many fused candidates the re-ranker re-scores: the depth it was trained on, whatever the page."""
         if reranker is None:
@@ -375,7 +380,7 @@ class SearchEngine:
         scored = score(pks=pks, stored=stored, query=query, term_vectors=vectors, weights=weights, reference=reference,
                        lexical_pks=lexical_pks, lexical_raw=lexical_raw,
                        lexical_matches=max([len(lexical_pks), *counts.values()]), products=view.products,
-                       fields=fields, table=table, photo_terms=photos,
+                       fields=fields, table=table, photo_terms=photos, product_pks=self._product_pks(terms),
                        value_vectors=self._value_vectors(view, table) if table is not None and photos and fields.evidence else None,
                        config=self.config)
         fused = scored.parts.fused

@@ -97,6 +97,7 @@ def score(
     fields: QueryFields,
     table: FieldTable | None,
     photo_terms: Sequence[int],
+    product_pks: Sequence[int] = (),
     value_vectors: Mapping[str, tuple[Sequence[str], np.ndarray]] | None = None,
     config: SearchConfig = SearchConfig(),
 ) -> Scored:
@@ -112,11 +113,13 @@ def score(
     lexical = calibration.lexical_z(bm25, lexical_raw, matches=lexical_matches, products=products)
     field_total = np.zeros(len(pks), np.float32)
     field_parts: dict[str, np.ndarray] = {}
-    if table is not None and fields.evidence:
+    if table is not None and (fields.evidence or product_pks):
         evidence = fields.evidence
-        if photo_terms:  # the photo decides what the product is; the words change the fields they name
+        if photo_terms and fields.evidence:  # the photo decides what the product is; the words change what they name
             seen = _photo_evidence(term_image, photo_terms, pks, table, term_vectors, value_vectors or {}, config)
             evidence = merge_evidence(seen, evidence)
+        if product_pks:  # more like this: a stored product's own values, the kind first
+            evidence = merge_evidence(_stored_evidence(product_pks, table, config), evidence)
         values = table.values_of(pks, evidence)
         field_total, field_parts = field_scores(evidence, values, weights.field_priors, len(pks))
     parts = calibration.fuse_parts(z_text, z_image, np.asarray(weights.term_weights), np.asarray(weights.image_shares),
@@ -125,6 +128,16 @@ def score(
     return Scored(text_cosine=text_cos, image_cosine=image_cos, best_image=best, lexical_raw=bm25,
                   lexical_norm=fusion.normalise_lexical(bm25), parts=parts,
                   field_parts={name: weights.field_weight * part for name, part in field_parts.items()})
+
+
+def _stored_evidence(product_pks: Sequence[int], table: FieldTable, config: SearchConfig) -> Evidence:
+    """What stored products (query terms) are, from their own field values, at the weight of inferred evidence."""
+    evidence: Evidence = {}
+    for name, values in table.values_of(product_pks).items():
+        named = [v for v in values if v is not None]
+        if named:
+            evidence[name] = {v: config.photo_evidence * named.count(v) / len(named) for v in set(named)}
+    return evidence
 
 
 def _photo_evidence(term_image: np.ndarray, photo_terms: Sequence[int], pks: np.ndarray, table: FieldTable,

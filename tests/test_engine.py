@@ -10,7 +10,7 @@ from indexer.errors import ModelError, QueryError
 from indexer.pipeline import build_index
 from indexer.store.reader import IndexStore
 from search import SearchEngine
-from search.fusion import fuse, modality_scores
+from search.fusion import modality_scores
 
 
 def _z(cos, reference):
@@ -216,3 +216,15 @@ def test_words_in_too_many_products_stay_out_of_the_bm25_query(built_index, tiny
         hits = engine.search("red widget", k=24).hits
         assert sum(h.scores["bm25"] is not None for h in hits) == 24
 
+
+
+def test_more_like_this_puts_the_products_own_kind_first(engine):
+    """A stored product as a query term brings its own field values (at half weight): the same kind first."""
+    result = engine.similar("P000", k=7)
+    source = engine.product("P000")
+    assert "P000" not in [h.product_id for h in result]
+    kinds = [h.product["category"] for h in result]  # 8 squares, circles and triangles each; random tiny model
+    plain = engine.search(terms=[{"product": "P000"}], exclude=["P000"], k=7, field_weight=0.0)
+    assert kinds[:4] == [source["category"]] * 4
+    assert kinds.count(source["category"]) > [h.product["category"] for h in plain].count(source["category"])
+    assert result[0].matched["category"] == pytest.approx(5.0 * 0.5)

@@ -217,10 +217,13 @@ def test_rerank_is_passed_only_to_an_engine_that_takes_it(web_engine):
 
 # -- POST /search/image --------------------------------------------------------------------------
 def test_upload_finds_the_photographed_product(client, web_catalog):
-    body = upload(client, photo(web_catalog), image_weight=1, k=3, facets="category,price").json()
+    # image_share 1: the tiny test model is random, so its text side is noise that the default share still weighs
+    body = upload(client, photo(web_catalog), image_weight=1, image_share=1, k=3, facets="category,price").json()
     hit = body["hits"][0]
     assert hit["product_id"] == "P005" and hit["scores"]["image_cosine"] == pytest.approx(1.0, abs=1e-5)
-    assert hit["score"] == pytest.approx(hit["scores"]["fused"])  # the photo term's own default share (search.calibration)
+    assert hit["score"] == pytest.approx(hit["scores"]["image"]) and hit["scores"]["text"] == 0.0
+    default = upload(client, photo(web_catalog), image_weight=1, k=3).json()
+    assert default["hits"][0]["score"] == pytest.approx(default["hits"][0]["scores"]["fused"])
     assert body["query"] == [{"kind": "image", "value": "photo", "weight": 1.0}] and set(body["facets"]) == {"category", "price"}
 
 
@@ -387,7 +390,7 @@ def test_concurrent_requests_from_threads(client, web_catalog):
     data = photo(web_catalog)
     calls = [
         lambda i: ids(client.post("/search", json={"text": ["red", "blue circle", "triangle"][i % 3], "k": 5, "facets": ["brand"]})),
-        lambda i: ids(upload(client, data, image_weight=1, k=3)),
+        lambda i: ids(upload(client, data, image_weight=1, image_share=1, k=3)),
         lambda i: ids(client.get(f"/products/P{i % 24:03d}/similar", params={"k": 4})),
     ]
     jobs = [(calls[i % 3], i) for i in range(48)]
