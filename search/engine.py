@@ -18,16 +18,16 @@ from indexer.errors import IndexFormatError, ModelError, QueryError
 from indexer.media.images import load_image
 from indexer.store.reader import IndexStore
 
-from search import calibration, fusion
+from search import calibration
 from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
-from search.field_match import named_values
 from search.field_table import FieldTable
 from search.query import Term, build_terms, query_words
 from search.composer import Composer, load_composer
 from search.rerank.storage import load_reranker
-from search.results import SearchResult, hits_from, no_candidates
-from search.scoring import QueryFields, Weights, read_fields, score
+from search.gathering import gather_candidates
+from search.results import SearchResult, hits_from
+from search.scoring import QueryFields, Weights, read_fields
 from search.text_cache import TextCache
 from search.vector_view import VectorView
 
@@ -197,10 +197,12 @@ class SearchEngine:
             used = Weights(term_weights=term_weights, image_shares=shares,
                            lexical_weight=lexical, field_weight=field_w,
                            field_priors=dict(table.vocabulary.priors) if table is not None else {})
-            candidates = self._candidates(view, query_terms, vectors, clauses, info=info, fields=fields, weights=used,
-                                          table=table, depth=depth, exclude=exclude, timings=timings,
-                                          rerank_depth=rerank_depth,
-                                          keep_lexical=self.config.lexical_keep if reranker is not None else 0)
+            candidates = gather_candidates(
+                self.store, self.config, view, query_terms, vectors, clauses, info=info, fields=fields, weights=used,
+                table=table, depth=depth, exclude=exclude, timings=timings, rerank_depth=rerank_depth,
+                keep_lexical=self.config.lexical_keep if reranker is not None else 0,
+                product_pks=self._product_pks(query_terms),
+                value_vectors=None if table is None else lambda: self._value_vectors(view, table))
         if reranker is not None and len(candidates):
             t = time.perf_counter()
             candidates = _rerank_top(reranker, candidates)
@@ -328,101 +330,10 @@ class SearchEngine:
             parts.append(stored["text"][0])
         return _unit(np.sum(parts, axis=0))
 
-    def _candidates(self, view: VectorView, terms: list[Term], vectors: np.ndarray, clauses: list[Any], *,
-                    info: QueryInfo, fields: QueryFields, weights: Weights, table: FieldTable | None, depth: int,
-                    exclude: Sequence[str], timings: dict[str, float], rerank_depth: int = 0,
-                    keep_lexical: int = 0) -> Candidates:
-        """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages.
-
-        Candidates: the ANN neighbours of the combined query vector, the best BM25 matches of the words no
-        field match used up, and the ANN neighbours among the products of the kind the words name."""
-        try:
-            query = fusion.combine_terms(vectors, np.array(weights.term_weights, dtype=np.float32))
-        except fusion.FusionError as exc:
-            raise QueryError(str(exc)) from None
-        needed = depth + len(exclude)
-        n_candidates = max(self.config.min_candidates, self.config.candidate_factor * needed)
-        t = time.perf_counter()
-        allowed = None
-        if clauses:
-            allowed = self.store.allowed(clauses)
-            if len(allowed[0]) == 0:
-                timings["sqlite"] = _ms(t)
-                return no_candidates(info)
-        words = list(fields.bm25_words) if info.lexical_weight > 0 else []
-        counts = self.store.word_counts(words) if words else {}
-        limit = self.config.lexical_max_docs
-        if words and limit is not None and view.indexes["text"].ntotal > limit:
-            words = [w for w in words if counts.get(w, 0) <= limit]
-        lexical_pks, lexical_raw = self.store.lexical(words, clauses=clauses, limit=self.config.lexical_candidates)
-        kind = _kind_clauses(fields, weights, view)
-        kind_allowed = self.store.allowed(clauses + kind) if kind else None
-        timings["sqlite"] = _ms(t)
-        t = time.perf_counter()
-        if allowed is not None and (not view.exact and len(allowed[0]) <= self.config.exact_scan_limit):
-            pks = allowed[0]  # small allowed set on an approximate index: score all of them exactly
-        else:
-            pks = view.ann_candidates(query, n_candidates, allowed, ef_search=self.config.ef_search, nprobe=self.config.nprobe,
-                                        threads=self.config.faiss_threads)
-            if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
-                pks = allowed[0]  # the approximate search came up short: top up exactly
-        if kind_allowed is not None and len(kind_allowed[0]):
-            pks = np.union1d(pks, view.ann_candidates(query, n_candidates, kind_allowed, ef_search=self.config.ef_search,
-                                                      nprobe=self.config.nprobe, threads=self.config.faiss_threads))
-        pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)
-        if exclude:
-            pks = np.setdiff1d(pks, np.fromiter(self.store.product_pks(exclude).values(), dtype=np.int64))
-        stored = view.vectors_of(pks)
-        reference = view.reference(self.config.reference_sample)
-        photos = [i for i, term in enumerate(terms) if term.kind == "image" and term.weight > 0]
-        timings["ann"] = _ms(t)
-        t = time.perf_counter()
-        scored = score(pks=pks, stored=stored, query=query, term_vectors=vectors, weights=weights, reference=reference,
-                       lexical_pks=lexical_pks, lexical_raw=lexical_raw,
-                       lexical_matches=max([len(lexical_pks), *counts.values()]), products=view.products,
-                       fields=fields, table=table, photo_terms=photos, product_pks=self._product_pks(terms),
-                       value_vectors=self._value_vectors(view, table) if table is not None and photos and fields.evidence else None,
-                       config=self.config)
-        fused = scored.parts.fused
-        order = fusion.top_k(pks, fused, depth)
-        head = min(rerank_depth, len(order))
-        if keep_lexical and head:  # the best word matches reach the re-ranker even when their vectors rank them low
-            extra = np.setdiff1d(np.flatnonzero(np.isin(pks, lexical_pks[:keep_lexical])), order[:head])
-            extra = extra[np.argsort(-fused[extra], kind="stable")]
-            order = np.concatenate([order[:head], extra, order[head:][~np.isin(order[head:], extra)]])
-            head += len(extra)
-        best = scored.best_image
-        position = np.full(len(pks), -1, dtype=np.int64)
-        position[best >= 0] = stored["image_position"][best[best >= 0]]
-        timings["fuse"] = _ms(t)
-        t = time.perf_counter()
-        meta = self.store.products(pks[order].tolist())
-        timings["sqlite"] += _ms(t)
-        parts = {"image": scored.parts.image, "text": scored.parts.text, "lexical": scored.parts.lexical,
-                 "field": scored.parts.field, **{f"field:{name}": part for name, part in scored.field_parts.items()}}
-        return Candidates(
-            pks=pks[order], text=scored.text_cosine[order], image=scored.image_cosine[order], image_position=position[order],
-            image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
-            lexical=scored.lexical_raw[order], lexical_norm=scored.lexical_norm[order], fused=fused[order],
-            parts={name: part[order] for name, part in parts.items()},
-            products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks), "rerank_head": head},
-        )
-
 
 def _value_vectors_of(encoder: Encoder, table: FieldTable) -> dict[str, tuple[Sequence[str], np.ndarray]]:
     """Every matchable field's values embedded as text (for zero-shot votes on what a photo shows)."""
     return {name: (values, encoder.encode_texts(list(values))) for name, values in table.vocabulary.fields.items()}
-
-
-def _kind_clauses(fields: QueryFields, weights: Weights, view: VectorView) -> list[Any]:
-    """A filter for the products of the kind the words name (the values of the field that counts most), so
-    the best of them join the candidates even when the query vector ranks other kinds first."""
-    named = {name: named_values(fields.evidence, name) for name in fields.evidence}
-    named = {name: values for name, values in named.items() if values}
-    if not named:
-        return []
-    top = max(named, key=lambda name: (weights.field_priors.get(name, 0.0), name == "category"))
-    return compile_where({top: {"in": named[top]}}, attribute_fields=view.attribute_fields)
 
 
 def _rerank_top(reranker: Reranker, candidates: Candidates) -> Candidates:

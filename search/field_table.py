@@ -46,10 +46,13 @@ class FieldTable:
             {name: column[sample] for name, column in columns.items()}, titles[sample], priors=priors, synonyms=synonyms,
         ) if pks else EMPTY_VOCABULARY
         self._values: dict[str, np.ndarray] = {}
-        for name in self.vocabulary.fields:
+        self._codes: dict[str, np.ndarray] = {}
+        for name, known in self.vocabulary.fields.items():
             values = np.empty(len(pks), dtype=object)
             values[:] = [v.strip() if isinstance(v, str) else None for v in columns[name]]
             self._values[name] = values[order]
+            index = {v: i for i, v in enumerate(known)}
+            self._codes[name] = np.array([index.get(v, -1) for v in self._values[name]], np.int32)
 
     def values_of(self, pks: Sequence[int] | np.ndarray, fields: Iterable[str] | None = None) -> dict[str, list[str | None]]:
         """Per field (all matchable ones by default), the value of each of ``pks`` (None: unknown pk or no value)."""
@@ -63,6 +66,16 @@ class FieldTable:
                 continue
             out[name] = [column[p] if ok else None for p, ok in zip(pos, found)]
         return out
+
+
+    def pks_with(self, field: str, values: Iterable[str]) -> np.ndarray:
+        """The (sorted) pks of the products whose ``field`` holds one of ``values`` (in memory, no SQL)."""
+        codes = self._codes.get(field)
+        if codes is None:
+            return np.empty(0, np.int64)
+        index = {v: i for i, v in enumerate(self.vocabulary.fields[field])}
+        wanted = [index[v] for v in values if v in index]
+        return self._pks[np.isin(codes, wanted)] if wanted else np.empty(0, np.int64)
 
 
 class LazyFieldTable:

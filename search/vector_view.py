@@ -92,6 +92,12 @@ class VectorView:
         image_ids = image_ids[image_ids >= 0]
         return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
 
+    def images_of(self, product_pks: np.ndarray) -> np.ndarray:
+        """The image pks of ``product_pks`` (sorted; in memory, no SQL)."""
+        left = np.searchsorted(self._grouped_product, product_pks, side="left")
+        right = np.searchsorted(self._grouped_product, product_pks, side="right")
+        return np.sort(self._grouped_image[_ranges(left, right - left)])
+
     def vectors_of(self, product_pks: np.ndarray) -> dict[str, Any]:
         """Candidate vectors in the layout of ``IndexStore.vectors_of`` (exact copies either way)."""
         if not self._reconstruct:
