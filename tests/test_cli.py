@@ -122,3 +122,14 @@ def test_delete_and_check_commands(runner, tmp_path, catalog, tiny_model_dir):
     assert {h["product_id"] for h in hits}.isdisjoint({"P001", "P002"}) and len(hits) == 22
     again = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--model", str(tiny_model_dir)])
     assert "2 indexed, 0 updated, 22 unchanged" in again.output, again.output
+
+
+def test_search_field_weight_and_no_compose_options(cli_index):
+    runner = CliRunner()
+    on = json.loads(runner.invoke(cli, ["search", "green circle", "--index", str(cli_index), "--json", "-k", "3"]).output)
+    off = runner.invoke(cli, ["search", "green circle", "--index", str(cli_index), "--json", "-k", "3", "--field-weight", "0",
+                              "--no-compose"])
+    assert off.exit_code == 0, off.output
+    off = json.loads(off.output)
+    assert on["weights"]["field_weight"] == 5.0 and off["weights"]["field_weight"] == 0.0
+    assert any(h["matched"] for h in on["hits"]) and not any(h["matched"] for h in off["hits"])

@@ -50,20 +50,26 @@ def parse_term(text: str) -> tuple[Any, float]:
               help="Filter, repeatable: category=shoes, price<50, brand=A,B, color!=red, or JSON.")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Skip this many hits (paging).")
-@click.option("--image-share", type=click.FloatRange(0, 1), help=f"How much product photos count against product text [default: {SearchConfig().image_share}].")
+@click.option("--image-share", type=click.FloatRange(0, 1),
+              help=f"How much product photos count against product text, for every term [default: {SearchConfig().image_share} "
+                   f"for words, {SearchConfig().photo_image_share} weighed by what the index measures for photos].")
 @click.option("--lexical-weight", type=click.FloatRange(0, 1),
               help=f"How much the BM25 word match adds; 0 turns word search off [default: {SearchConfig().lexical_weight}].")
+@click.option("--field-weight", type=click.FloatRange(0, 100),
+              help="How much words naming a catalog value (a category, a colour, a brand) add; 0 turns it off "
+                   f"[default: {SearchConfig().field_weight}].")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--sheet", "sheet", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw the query and its hits as a contact sheet PNG.")
 @click.option("--no-rerank", is_flag=True, help="Rank by the weighted-sum fusion only, without the index's trained re-ranker.")
+@click.option("--no-compose", is_flag=True, help="Do not use the index's trained photo + words combiner (vitrina train-composer).")
 @domain_errors
 def search_command(text: str | None, index_dir: Path, image_source: str | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
-                   image_share: float | None, lexical_weight: float | None, model: str | None, pretrained: str | None, threads: int | None,
-                   device: str, as_json: bool,
-                   sheet: Path | None, no_rerank: bool) -> None:
+                   image_share: float | None, lexical_weight: float | None, field_weight: float | None, model: str | None,
+                   pretrained: str | None, threads: int | None, device: str, as_json: bool,
+                   sheet: Path | None, no_rerank: bool, no_compose: bool) -> None:
     """Search an index by text, by photo, or both, with weights and filters.
 
     Examples:
@@ -96,11 +102,11 @@ def search_command(text: str | None, index_dir: Path, image_source: str | None, 
         model_config = query_model(store.model_spec, model=model, pretrained=pretrained, threads=threads, device=device)
     photo = query_image(image_source) if image_source else None
     parsed_terms = [(query_image(value) if isinstance(value, (Path, ImageURL)) else value, weight) for value, weight in parsed_terms]
-    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank) as engine:
+    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank, compose=not no_compose) as engine:
         result = engine.search(
             text=text, image=photo, weights={"text": text_weight, "image": image_weight}, terms=parsed_terms,
             where=filters, k=k, offset=offset, image_share=image_share, lexical_weight=lexical_weight,
-            exclude=[like] if like else (),
+            field_weight=field_weight, exclude=[like] if like else (),
         )
     if sheet:
         from vitrina.demo.contact_sheet import render_contact_sheet
