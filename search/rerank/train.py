@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -83,9 +83,12 @@ class TrainReport:
 
 def train_reranker(engine: SearchEngine, queries: Sequence[JudgedQuery], *, config: RerankerConfig = RerankerConfig(),
                    on_query: Callable[[int], None] | None = None,
-                   on_epoch: Callable[[EpochReport], None] | None = None) -> tuple[FusionReranker, TrainReport]:
+                   on_epoch: Callable[[EpochReport], None] | None = None,
+                   sources: Mapping[str, int] | None = None) -> tuple[FusionReranker, TrainReport]:
     """Train a classifier for ``engine``'s index on judged ``queries`` (plus ``config.id_queries`` exact-id
-    queries); a ``val_fraction`` of them picks the best epoch.  ``on_query(1)`` ticks per query collected."""
+    queries); a ``val_fraction`` of them picks the best epoch.  ``on_query(1)`` ticks per query collected.
+    ``sources`` (e.g. ``{"judged": 0, "pseudo": 1500}``, see ``search.rerank.pseudo``) is recorded in the
+    stored classifier's ``trained`` metadata."""
     started = time.perf_counter()
     depth = config.depth or engine.config.rerank_depth
     queries = list(queries)
@@ -114,7 +117,8 @@ def train_reranker(engine: SearchEngine, queries: Sequence[JudgedQuery], *, conf
                          seconds=time.perf_counter() - started, epochs=result.epochs)
     meta = reranker_meta(config, attributes=attributes, depth=depth, identity=index_identity(engine.store),
                          norm=result.norm,
-                 trained={"config": asdict(config), "queries": len(queries), "val_ndcg": _round(best),
+                 trained={"config": asdict(config), "queries": len(queries), **({"sources": dict(sources)} if sources else {}),
+                          "val_ndcg": _round(best),
                           "baseline_val_ndcg": _round(baseline), "best_epoch": result.best_epoch,
                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return FusionReranker(arch=config.arch, params=result.params, norm=result.norm, meta=meta), report

@@ -33,8 +33,6 @@ def register(cli: click.Group) -> None:
 def _common(func: _F) -> _F:
     func = click.option("--pretrained", help="Pretrained tag or checkpoint, when --model is given.")(func)
     func = click.option("--model", help="Query model (default: the one the index was built with).")(func)
-    func = click.option("--judgments", "judgments_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="Judgments file (JSONL or CSV): query text and/or image, product id, graded label.")(func)
     func = click.option("--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
                         help="Index folder (default: $VITRINA_INDEX).")(func)
     return func
@@ -52,15 +50,31 @@ def _open_engine(index_dir: Path, model: str | None, pretrained: str | None) -> 
     return engine
 
 
+def _judgments(*, required: bool, help_text: str) -> Callable[[_F], _F]:
+    return click.option("--judgments", "judgments_file", required=required,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help_text)
+
+
 @click.command("train-reranker")
 @_common
+@_judgments(required=False, help_text="Judgments file (JSONL or CSV): query text and/or image, product id, graded label. "
+            "Without it the classifier trains on pseudo-queries drawn from the catalog; when given, these real "
+            "judgments take precedence.  Example: --judgments judgments-train.jsonl")
+@click.option("--pseudo-queries", "pseudo_count", type=click.IntRange(min=0),
+              help="Pseudo-queries drawn from the catalog (titles, model codes, field values, photos, photo + a changed field), "
+                   "graded kind first [default: 1500 without --judgments, 0 with it; with it they are added, and a "
+                   "judged query wins over a pseudo-query asking the same].  Example: --pseudo-queries 3000")
 @click.option("--arch", type=click.Choice(["concat", "gated"]), default="concat", show_default=True,
               help="concat: features → MLP; gated: per-query attention over the modality scores.")
-@click.option("--objective", type=click.Choice(["pairwise", "pointwise"]), default="pairwise", show_default=True)
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--objective", type=click.Choice(["pairwise", "pointwise"]), default="pairwise", show_default=True,
+              help="pairwise: RankNet over candidate pairs, weighted by their gain difference; "
+                   "pointwise: cross-entropy on label / max label.")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Passes over the training queries (the best on the validation queries is kept).")
 @click.option("--hidden", default=32, show_default=True, type=click.IntRange(min=0), help="Hidden units (0: linear concat model).")
 @click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the split, the init and the order.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the pseudo-queries, the split, the init and the order.  Example: --seed 1")
 @click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of the training queries that picks the best epoch.")
 @click.option("--depth", type=click.IntRange(min=2), help="Candidates re-ranked per query [default: the search config's rerank_depth].")
@@ -70,9 +84,10 @@ def _open_engine(index_dir: Path, model: str | None, pretrained: str | None) -> 
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads while training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 @domain_errors
-def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | None, pretrained: str | None, arch: str,
-                           objective: str, epochs: int, hidden: int, lr: float, seed: int, val_fraction: float,
-                           depth: int | None, unjudged: str, id_queries: int, threads: int, as_json: bool) -> None:
+def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_count: int | None, model: str | None,
+                           pretrained: str | None, arch: str, objective: str, epochs: int, hidden: int, lr: float,
+                           seed: int, val_fraction: float, depth: int | None, unjudged: str, id_queries: int, threads: int,
+                           as_json: bool) -> None:
     """Train the fusion classifier that re-ranks an index's top candidates.
 
     Each judged query is run through the engine; the candidates it would re-rank are
@@ -80,20 +95,33 @@ def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | N
     stored in INDEX/reranker/ and used by every later search (turn it off with
     --no-rerank or rerank=False).
 
+    Without --judgments it trains on pseudo-queries drawn from the catalog itself
+    (product titles, model codes, field values such as "red striped mug", catalog
+    photos, a photo plus "in <value>"), every product graded with the kind of product
+    first (search.rerank.pseudo). Real judgments, when given, take precedence.
+
     Example:
 
         vitrina train-reranker --index my-index --judgments demo/judgments-train.jsonl --arch gated --epochs 40
+
+        vitrina train-reranker --index my-index --pseudo-queries 1500 --seed 0
     """
     from tqdm import tqdm
 
     from search.evaluation.judgments import read_judgments
     from search.rerank import RerankerConfig, save_reranker
+    from search.rerank.pseudo import pseudo_queries
     from search.rerank.train import train_reranker
 
     config = RerankerConfig(arch=arch, objective=objective, epochs=epochs, hidden=hidden, lr=lr, seed=seed,
                             val_fraction=val_fraction, depth=depth, unjudged=unjudged, id_queries=id_queries, threads=threads)
-    queries = read_judgments(judgments_file)
-    if not queries:
+    if pseudo_count is None:
+        pseudo_count = 0 if judgments_file is not None else 1500
+    if pseudo_count and unjudged == "skip":
+        raise click.UsageError("--unjudged skip needs judgments alone: pseudo-queries grade every product "
+                               "(unlisted means label 0); add --pseudo-queries 0")
+    queries = read_judgments(judgments_file) if judgments_file is not None else []
+    if judgments_file is not None and not queries:
         raise click.ClickException(f"{judgments_file}: no judged queries")
 
     def on_epoch(report: EpochReport) -> None:
@@ -101,21 +129,33 @@ def train_reranker_command(index_dir: Path, judgments_file: Path, model: str | N
         click.echo(f"epoch {report.epoch}/{epochs}: loss {report.loss:.4f}{val} ({report.seconds:.1f}s)", err=True)
 
     with _open_engine(index_dir, model, pretrained) as engine:
+        judged = len(queries)
+        if pseudo_count:
+            asked = {(q.text, q.image) for q in queries}  # real judgments take precedence
+            drawn = pseudo_queries(engine.store, count=pseudo_count, seed=seed)
+            queries += [q for q in drawn if (q.text, q.image) not in asked]
+        if not queries:
+            raise click.ClickException(f"{index_dir}: no queries to train on (an empty catalog?)")
+        sources = {"judged": judged, "pseudo": len(queries) - judged}
         with tqdm(total=len(queries) + id_queries, desc="collecting candidates", unit=" queries", file=sys.stderr,
                   disable=None) as bar:
-            reranker, report = train_reranker(engine, queries, config=config, on_query=bar.update, on_epoch=on_epoch)
+            reranker, report = train_reranker(engine, queries, config=config, on_query=bar.update, on_epoch=on_epoch,
+                                              sources=sources)
         folder = save_reranker(reranker, index_dir)
     if as_json:
-        click.echo(json.dumps({"reranker": str(folder), **report.to_json()}, indent=2))
+        click.echo(json.dumps({"reranker": str(folder), "sources": sources, **report.to_json()}, indent=2))
         return
     base = f"{report.baseline_val_ndcg:.4f}" if report.baseline_val_ndcg is not None else "-"
     best = f"{report.best_val_ndcg:.4f}" if report.best_val_ndcg is not None else "-"
+    click.echo(f"queries: {sources['judged']} judged, {sources['pseudo']} pseudo", err=True)
     click.echo(f"{arch} classifier: {report.train_queries} training / {report.val_queries} validation queries, best epoch "
                f"{report.best_epoch}: val nDCG@10 {best} (weighted-sum fusion {base}); {report.seconds:.0f}s -> {folder}")
 
 
 @click.command("eval")
 @_common
+@_judgments(required=True, help_text="Judgments file (JSONL or CSV): query text and/or image, product id, graded label.  "
+            "Example: --judgments judgments-heldout.jsonl")
 @click.option("--no-rerank", is_flag=True, help="Leave out the index's classifier (fusion + classifier is not evaluated).")
 @click.option("-k", "ks", multiple=True, type=click.IntRange(1, 100), help="Recall cut-offs, repeatable [default: 1 10 50].")
 @click.option("--id-queries", default=100, show_default=True, type=click.IntRange(min=0),

@@ -9,11 +9,12 @@
     judgments-train.jsonl     {"query_id", "text", "image", "kind", "product_id", "label"} rows; labels 0..3,
     judgments-heldout.jsonl   the relevant products (label >= 1) and ~5 sampled label-0 negatives per query
 
-Query kinds: ``text`` (colour/pattern/category/material/brand/model phrasings with synonyms), ``photo`` (3: that
-product, 2: same category+colour+pattern, 1: same category+colour) and ``text+photo`` ("this one but in red": same
-category and pattern in the named colour is 3, another pattern 2, a similar colour with the pattern 1). Everything
-is seeded per item (``random.Random`` with a string seed, ``numpy`` ``default_rng`` with a key), so the same
-arguments give byte-identical files and a different seed gives disjoint product ids.
+Query kinds: ``text`` (colour/pattern/category/material/brand/model phrasings with synonyms; graded kind first,
+then colour > pattern > material > brand: see ``_grade``), ``photo`` (3: that product, 2: same
+category+colour+pattern, 1: same category+colour) and ``text+photo`` ("this one but in red": the same category in
+the named colour with the shown pattern is 3, in the named colour 2, the same category 1, the shown product 0).
+Everything is seeded per item (``random.Random`` with a string seed, ``numpy`` ``default_rng`` with a key), so
+the same arguments give byte-identical files and a different seed gives disjoint product ids.
 """
 
 from __future__ import annotations
@@ -153,26 +154,26 @@ def _make_products(n: int, seed: int, photos: tuple[int, int]) -> list[_Product]
 
 def _grade(p: _Product, *, category: str | None = None, colour: str | None = None, pattern: str | None = None,
            material: str | None = None, brand: str | None = None, model: str | None = None) -> int:
-    """Graded relevance of ``p`` to a text intent: every named attribute must match (3), except that a similar
-    colour costs 2 and, when a colour is named too, another pattern costs 1. A model number is 3 for that product
-    and 1 for the same brand's other products of its category."""
+    """Graded relevance of ``p`` to a text intent, the kind of product first: how many of the named attributes
+    ``p`` matches in the order category > colour > pattern > material > brand, stopping at the first it misses,
+    at most 3.  For "red striped mug": another kind 0, a mug only 1, a red mug 2, a red striped mug 3; for
+    "leather bag" (category + material) a bag 1, a leather bag 2; for "Aurora bag" a bag 1, an Aurora bag 2; an
+    intent without a category starts at its first named attribute ("red": 1 for every red product, "Aurora": 1
+    for the brand).  A similar colour counts as another colour.  A model number is 3 for that product and 1 for
+    the same brand's other products of its category."""
     if model is not None:
         if p.model == model:
             return 3
         return 1 if p.brand == brand and p.category == category else 0
-    if (category and p.category != category) or (material and p.material != material) or \
-            (brand and p.brand != brand):
-        return 0
-    label = 3
-    if colour and p.colour != colour:
-        if p.colour not in _COL[colour].similar:
-            return 0
-        label -= 2
-    if pattern and p.pattern != pattern:
-        if not colour:
-            return 0
-        label -= 1
-    return max(label, 0)
+    named = ((category, p.category), (colour, p.colour), (pattern, p.pattern), (material, p.material), (brand, p.brand))
+    label = 0
+    for wanted, value in named:
+        if not wanted:
+            continue
+        if value != wanted:
+            break
+        label += 1
+    return min(label, 3)
 
 
 def _same_look(p: _Product, a: _Product) -> int:
