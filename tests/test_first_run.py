@@ -51,14 +51,8 @@ def small_index(tmp_path_factory, tiny_model_dir) -> Path:
     return folder / "index"
 
 
-#: Commands with options still lacking help, owned elsewhere: xfail (not strict) until fixed, then they pass.
-PENDING_HELP = {"vitrina train-reranker": "--objective and --epochs have no help text yet (vitrina/commands/rerank.py)"}
-
-
-@pytest.mark.parametrize("where, command", [
-    pytest.param(where, command, id=where, marks=[pytest.mark.xfail(reason=PENDING_HELP[where], strict=False)] if where in PENDING_HELP else [])
-    for where, command in [("vitrina", cli), *_commands(cli)]
-])
+@pytest.mark.parametrize("where, command", [pytest.param(where, command, id=where)
+                                            for where, command in [("vitrina", cli), *_commands(cli)]])
 def test_every_option_of_every_command_has_help(where, command):
     missing = [f"{where} {'/'.join(param.opts)}" for param in command.params
                if isinstance(param, click.Option) and not (param.help or "").strip()]
