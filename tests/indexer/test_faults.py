@@ -26,7 +26,7 @@ def run_index(catalog: Path, folder: Path, model_dir: Path, *, fault: tuple[str,
         command = [sys.executable, str(HERE / "faultinject.py"), fault[0], str(fault[1]), "--", *args]
     else:
         command = [sys.executable, "-m", "vitrina", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE.parents[1])}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
