@@ -15,9 +15,6 @@ refused (``ModelError``), as re-rankers are.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +23,10 @@ import numpy as np
 from indexer.errors import ModelError
 from indexer.store.reader import IndexStore
 
-from search.rerank.storage import index_identity
+from search.trained_files import index_identity, read_trained, same_index, save_trained
 
 COMPOSER_DIR = "composer"
 META_FILE = "composer.json"
-WEIGHTS_FILE = "weights.npz"
 FORMAT = "vitrina-composer"
 FORMAT_VERSION = 1
 PARAMS = ("w1", "b1", "wg", "bg", "wr", "br")
@@ -64,32 +60,15 @@ class Composer:
 
 def save_composer(composer: Composer, index_folder: str | Path) -> Path:
     """Write ``INDEX/composer/`` (replacing one that is there) and return its path."""
-    target = Path(index_folder) / COMPOSER_DIR
-    staging = target.with_name(f"{COMPOSER_DIR}.tmp-{os.getpid()}")
-    old = target.with_name(f"{COMPOSER_DIR}.old-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with (staging / WEIGHTS_FILE).open("wb") as handle:
-        np.savez(handle, **composer.params)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
-    (staging / META_FILE).write_text(json.dumps(composer.meta, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return save_trained(Path(index_folder) / COMPOSER_DIR, composer.params, composer.meta, meta_file=META_FILE)
 
 
 def read_composer(folder: str | Path) -> Composer:
     """A stored composer, without checking which index it belongs to."""
     folder = Path(folder)
     advice = "retrain it with `vitrina train-composer`"
-    try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as stored:
-            params = {k: np.asarray(stored[k], dtype=np.float32) for k in stored.files}
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: unreadable composer ({exc}); {advice}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+    meta, params = read_trained(folder, meta_file=META_FILE, what="composer", advice=advice)
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ModelError(f"{folder}: not a composer of format {FORMAT} v{FORMAT_VERSION}; {advice}")
     dim = int(meta.get("dim") or 0)
     try:
@@ -108,8 +87,7 @@ def load_composer(store: IndexStore) -> Composer | None:
     if not (folder / META_FILE).is_file():
         return None
     composer = read_composer(folder)
-    trained, current = composer.meta.get("index", {}), index_identity(store)
-    if trained.get("model_fingerprint") != current["model_fingerprint"] or trained.get("created_at") != current["created_at"]:
+    if not same_index(composer.meta.get("index", {}), index_identity(store)):
         raise ModelError(f"{folder} was trained for another index or model; retrain it with "
                          f"`vitrina train-composer --index {store.folder}`, or search without it (compose=False)")
     return composer

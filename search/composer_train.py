@@ -27,7 +27,7 @@ from indexer.store.reader import IndexStore
 
 from search.composer import Composer, composer_meta, forward
 from search.field_table import FieldTable
-from search.rerank.storage import index_identity
+from search.trained_files import index_identity
 
 
 @dataclass(frozen=True, kw_only=True)

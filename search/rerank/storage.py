@@ -12,30 +12,24 @@ Training lives in :mod:`search.rerank.train`.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import select
 
 from indexer.errors import ModelError
-from indexer.store.schema import IndexMeta
 from indexer.store.reader import IndexStore
 
 from search.candidates import Candidates
 from search.rerank.features import FEATURE_VERSION, QUERY_FEATURES, build_features, channel_columns, channel_names, feature_names
 from search.rerank.model import ARCHITECTURES, Normaliser, RerankerConfig, forward
+from search.trained_files import describe_index, index_identity, read_trained, same_index, save_trained
 
-__all__ = ["FusionReranker", "index_identity", "load_reranker", "read_reranker", "save_reranker", "reranker_meta"]
+__all__ = ["FusionReranker", "load_reranker", "read_reranker", "save_reranker", "reranker_meta"]
 
 RERANKER_DIR = "reranker"
 META_FILE = "reranker.json"
-WEIGHTS_FILE = "weights.npz"
 FORMAT = "vitrina-reranker"
 FORMAT_VERSION = 1
 #: Products whose tokenised metadata a loaded classifier keeps in memory.
@@ -88,48 +82,16 @@ def reranker_meta(config: RerankerConfig, *, attributes: Sequence[str], depth: i
 
 
 # -- identity and persistence ----------------------------------------------------------------------------------
-def index_identity(store: IndexStore) -> dict[str, Any]:
-    """What a classifier remembers of its index: the model's fingerprint and the index's creation time."""
-    with store.engine.connect() as conn:
-        created = conn.execute(select(IndexMeta.value).where(IndexMeta.key == "created_at")).scalar_one_or_none()
-    return {"model": store.identity.name, "pretrained": store.identity.pretrained,
-            "model_fingerprint": store.identity.fingerprint, "dim": store.identity.dim, "created_at": created,
-            "products": store.counts()["products"]}
-
-
-def _describe(identity: dict[str, Any]) -> str:
-    created = identity.get("created_at")
-    when = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds") if isinstance(created, (int, float)) else "?"
-    return f"model {identity.get('model')} (weights {str(identity.get('model_fingerprint'))[:12]}), index created {when}"
-
-
 def save_reranker(reranker: FusionReranker, index_folder: str | Path) -> Path:
     """Write ``INDEX/reranker/`` (replacing one that is there) and return its path."""
-    target = Path(index_folder) / RERANKER_DIR
-    staging = target.with_name(f"{RERANKER_DIR}.tmp-{os.getpid()}")
-    old = target.with_name(f"{RERANKER_DIR}.old-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with (staging / WEIGHTS_FILE).open("wb") as handle:
-        np.savez(handle, **reranker.params)  # type: ignore[arg-type]  # numpy's stub: **kwds could be allow_pickle
-    (staging / META_FILE).write_text(json.dumps(reranker.meta, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return save_trained(Path(index_folder) / RERANKER_DIR, reranker.params, reranker.meta, meta_file=META_FILE)
 
 
 def read_reranker(folder: str | Path) -> FusionReranker:
     """A stored classifier (``INDEX/reranker``) without checking which index it belongs to."""
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as stored:
-            params = {k: np.asarray(stored[k], dtype=np.float32) for k in stored.files}
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: unreadable re-ranker ({exc}); retrain it with `vitrina train-reranker`") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+    meta, params = read_trained(folder, meta_file=META_FILE, what="re-ranker", advice="retrain it with `vitrina train-reranker`")
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ModelError(f"{folder}: not a re-ranker of format {FORMAT} v{FORMAT_VERSION}; retrain it with `vitrina train-reranker`")
     attributes = cast("list[str]", meta.get("attributes") if isinstance(meta.get("attributes"), list) else [])
     if (meta.get("feature_version") != FEATURE_VERSION or meta.get("features") != list(feature_names(attributes))
@@ -159,9 +121,9 @@ def load_reranker(store: IndexStore) -> FusionReranker | None:
         return None
     reranker = read_reranker(folder)
     trained, current = reranker.meta.get("index", {}), index_identity(store)
-    if trained.get("model_fingerprint") != current["model_fingerprint"] or trained.get("created_at") != current["created_at"]:
+    if not same_index(trained, current):
         raise ModelError(
-            f"{folder} was trained for another index ({_describe(trained)}); this index has {_describe(current)}. "
+            f"{folder} was trained for another index ({describe_index(trained)}); this index has {describe_index(current)}. "
             f"Retrain it with `vitrina train-reranker --index {store.folder} --judgments FILE`, "
             "or search without it (rerank=False, --no-rerank)"
         )

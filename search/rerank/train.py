@@ -25,7 +25,8 @@ from search.engine import SearchEngine
 from search.evaluation.judgments import JudgedQuery, id_queries, split_queries
 from search.rerank.features import build_features
 from search.rerank.model import EpochReport, QueryData, RerankerConfig, fit, ndcg
-from search.rerank.storage import FusionReranker, index_identity, reranker_meta
+from search.rerank.storage import FusionReranker, reranker_meta
+from search.trained_files import index_identity
 
 __all__ = ["TrainReport", "query_candidates", "query_data", "train_reranker"]
 

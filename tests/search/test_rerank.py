@@ -12,7 +12,8 @@ from indexer.store.reader import IndexStore
 from conftest import open_built_engine, write_catalog
 from search.candidates import Candidates, QueryInfo
 from search.evaluation.judgments import JudgedQuery
-from search.rerank.storage import FusionReranker, index_identity, load_reranker, read_reranker, save_reranker
+from search.rerank.storage import FusionReranker, load_reranker, read_reranker, save_reranker
+from search.trained_files import index_identity
 from search.rerank.train import query_candidates, query_data, train_reranker
 from search.rerank.features import QUERY_FEATURES, build_features, channel_columns, feature_names
 from search.rerank.model import RerankerConfig, _torch_model, fit, forward, ndcg
