@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image, PngImagePlugin
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -128,3 +131,27 @@ def engine(built_index, tiny_encoder):
 
     with SearchEngine.open(built_index, encoder=tiny_encoder) as opened:
         yield opened
+
+
+# -- hostile images, shared by the hardening tests ----------------------------------------------------------------------
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def corrupt_exif_images() -> dict[str, bytes]:
+    """Photos whose pixels decode but whose EXIF block does not parse."""
+    raw_profile = PngImagePlugin.PngInfo()
+    raw_profile.add_text("Raw profile type exif", "\nexif\n   20\nzz not hex zz\n")
+    base = Image.new("RGB", (12, 8), (200, 30, 30))
+    return {
+        "png-exif-chunk": encoded(base, "PNG", exif=b"Exif\x00\x00XXXXgarbage"),  # SyntaxError: not a TIFF file
+        "webp-exif": encoded(base, "WEBP", exif=b"XXXXgarbage"),
+        "png-raw-profile": encoded(base, "PNG", pnginfo=raw_profile),  # ValueError in bytes.fromhex
+    }
+
+
+def post_json(client: Any, text: str) -> Any:
+    """POST /search with a raw JSON text (so that escapes like \\ud800 reach the server as written)."""
+    return client.post("/search", content=text.encode(), headers={"content-type": "application/json"})

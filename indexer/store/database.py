@@ -145,3 +145,27 @@ def blobs_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.empty((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each image's rank among its owner's images by catalog position (0, 1, ...: no gaps where an image of
+    the catalog row failed to load), in the input order."""
+    if not len(owners):
+        return np.empty(0, np.int64)
+    order = np.lexsort((positions, owners))
+    grouped = owners[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = grouped[1:] != grouped[:-1]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order)) - first
+    return ranks
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be stored (UTF-8 has no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -32,7 +32,7 @@ from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE
 from indexer.encoders.base import ModelIdentity
 from indexer.errors import IndexFormatError
-from indexer.store.database import WRITE, blobs_to_matrix, make_engine, write_errors
+from indexer.store.database import WRITE, blobs_to_matrix, encodable, image_ranks, make_engine, write_errors
 from indexer.store.lock import WriteLock
 from indexer.store.records import MODALITIES
 from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
@@ -251,7 +251,7 @@ class IndexStore:
 
     def product_pks(self, ids: Iterable[str]) -> dict[str, int]:
         """Stored pk of each of ``ids`` that is stored (an id that is not text, or holds a lone surrogate, never is)."""
-        ids = [i for i in ids if isinstance(i, str) and _encodable(i)]
+        ids = [i for i in ids if isinstance(i, str) and encodable(i)]
         if not ids:
             return {}
         with self._connect() as conn:
@@ -381,26 +381,3 @@ class IndexStore:
     def product_ids(self) -> set[str]:
         with self._connect() as conn:
             return set(conn.execute(select(Product.id)).scalars())
-
-
-def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Each image's rank among its owner's images by catalog position (0, 1, ...: no gaps where an image of
-    the catalog row failed to load), in the input order."""
-    if not len(owners):
-        return np.empty(0, np.int64)
-    order = np.lexsort((positions, owners))
-    grouped = owners[order]
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = grouped[1:] != grouped[:-1]
-    first = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order)) - first
-    return ranks
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

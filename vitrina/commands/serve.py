@@ -30,7 +30,8 @@ def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
     """(app, engine) from serve settings; the caller closes the engine."""
     from indexer.store.reader import IndexStore
     from search import SearchEngine
-    from search.web.app import WebConfig, create_app
+    from search.web.app import create_app
+    from search.web.service import WebConfig
     from vitrina.options import query_model
 
     with IndexStore.open(settings["index"]) as store:  # a missing index fails here, before the model loads
