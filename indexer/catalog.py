@@ -156,16 +156,20 @@ def parse_row(
     return record
 
 
-def _has_surrogates(value: Any) -> bool:
-    """True when ``value`` (a string, or text nested in a list or dict) holds a surrogate code point: an
-    undecodable byte (``surrogateescape``) or a lone ``\\ud800``-``\\udfff`` escape, which no database
-    or UTF-8 output can store."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
+def encodable(text: str) -> bool:
+    """False for text holding a surrogate code point (an undecodable byte kept by ``surrogateescape``, or a
+    lone ``\\ud800``-``\\udfff`` escape from JSON): no database or UTF-8 output can store or print it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return False
+    return True
+
+
+def _has_surrogates(value: Any) -> bool:
+    """True when ``value`` (a string, or text nested in a list or dict) is not ``encodable``."""
+    if isinstance(value, str):
+        return not encodable(value)
     if isinstance(value, dict):
         return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -206,8 +206,10 @@ def _torch_forward(params: dict[str, Any], photo: Any, words: Any, torch: Any) -
 
 def _positives(batch: Sequence[Pair], values: dict[str, list[str | None]], kind: str) -> np.ndarray:
     """``[i, j]``: target j is of pair i's kind and holds the value pair i names."""
-    return np.array([[values[kind][b.target] == values[kind][a.anchor] and values[a.field][b.target] == a.value
-                      for b in batch] for a in batch], dtype=bool)
+    targets = [p.target for p in batch]
+    target_kinds = np.array([values[kind][t] for t in targets], dtype=object)
+    target_values = {f: np.array([values[f][t] for t in targets], dtype=object) for f in {p.field for p in batch}}
+    return np.stack([(target_kinds == values[kind][p.anchor]) & (target_values[p.field] == p.value) for p in batch])
 
 
 def _accuracy(queries: np.ndarray, catalog: tuple[np.ndarray, np.ndarray], pairs: Sequence[Pair],

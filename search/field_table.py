@@ -45,28 +45,30 @@ class FieldTable:
         self.vocabulary: Vocabulary = build_vocabulary(
             {name: column[sample] for name, column in columns.items()}, titles[sample], priors=priors, synonyms=synonyms,
         ) if pks else EMPTY_VOCABULARY
-        self._values: dict[str, np.ndarray] = {}
+        #: Per matchable field, each product's value as an index into ``vocabulary.fields[field]`` (-1: none),
+        #: in pk order; ``_names`` turns codes back into values (its last entry, for -1, is None).
         self._codes: dict[str, np.ndarray] = {}
+        self._names: dict[str, np.ndarray] = {}
         for name, known in self.vocabulary.fields.items():
-            values = np.empty(len(pks), dtype=object)
-            values[:] = [v.strip() if isinstance(v, str) else None for v in columns[name]]
-            self._values[name] = values[order]
             index = {v: i for i, v in enumerate(known)}
-            self._codes[name] = np.array([index.get(v, -1) for v in self._values[name]], np.int32)
+            codes = [index.get(v.strip(), -1) if isinstance(v, str) else -1 for v in columns[name]]
+            self._codes[name] = np.asarray(codes, np.int32)[order]
+            self._names[name] = np.array([*known, None], dtype=object)
 
     def values_of(self, pks: Sequence[int] | np.ndarray, fields: Iterable[str] | None = None) -> dict[str, list[str | None]]:
-        """Per field (all matchable ones by default), the value of each of ``pks`` (None: unknown pk or no value)."""
+        """Per field (all matchable ones by default), the value of each of ``pks`` (None: unknown pk or no
+        nameable value)."""
         pks = np.asarray(pks, np.int64)
         pos = np.clip(np.searchsorted(self._pks, pks), 0, max(len(self._pks) - 1, 0))
         found = (self._pks[pos] == pks) if len(self._pks) else np.zeros(len(pks), bool)
         out: dict[str, list[str | None]] = {}
-        for name in (self._values if fields is None else fields):
-            column = self._values.get(name)
-            if column is None:
+        for name in (self._codes if fields is None else fields):
+            codes = self._codes.get(name)
+            if codes is None:
                 continue
-            out[name] = [column[p] if ok else None for p, ok in zip(pos, found)]
+            picked = np.where(found, codes[pos], -1) if len(codes) else np.full(len(pks), -1)
+            out[name] = self._names[name][picked].tolist()
         return out
-
 
     def pks_with(self, field: str, values: Iterable[str]) -> np.ndarray:
         """The (sorted) pks of the products whose ``field`` holds one of ``values`` (in memory, no SQL)."""

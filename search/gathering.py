@@ -25,7 +25,7 @@ from search.field_table import FieldTable
 from search.query import Term
 from search.results import no_candidates
 from search.scoring import QueryFields, Weights, score
-from search.vector_view import VectorView
+from search.vector_view import VectorView, member
 
 
 def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView, terms: list[Term],
@@ -68,7 +68,7 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
         if allowed is not None and not view.exact and len(pks) < min(needed, len(allowed[0])):
             pks = allowed[0]  # the approximate search came up short: top up exactly
     if kind_allowed is not None and len(kind_allowed[0]) and \
-            _members(pks, kind_allowed[0]) < min(needed, len(kind_allowed[0])):
+            int(member(pks, kind_allowed[0]).sum()) < min(needed, len(kind_allowed[0])):
         # too few of the named kind among the neighbours: search among that kind's products as well
         pks = np.union1d(pks, view.ann_candidates(query, n_candidates, kind_allowed, ef_search=config.ef_search,
                                                   nprobe=config.nprobe, threads=config.faiss_threads))
@@ -110,12 +110,6 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
         parts={name: part[order] for name, part in parts.items()},
         products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks), "rerank_head": head},
     )
-
-
-def _members(values: np.ndarray, sorted_ids: np.ndarray) -> int:
-    """How many of ``values`` are in ``sorted_ids`` (binary search; no hashing of the larger array)."""
-    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-    return int((sorted_ids[at] == values).sum())
 
 
 def _kind_allowed(fields: QueryFields, weights: Weights, view: VectorView, table: FieldTable | None,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from indexer.catalog import encodable
 from indexer.errors import QueryError
 
 TermKind = Literal["text", "image", "product"]
@@ -36,7 +37,7 @@ class Term:
         if self.kind == "text":
             if not isinstance(self.value, str) or not self.value.strip():
                 raise QueryError("a text term must be a non-empty string")
-            if not valid_unicode(self.value):
+            if not encodable(self.value):
                 raise QueryError("a text term must be valid Unicode (it holds a lone surrogate)")
         elif self.kind == "product":
             if not isinstance(self.value, str) or not self.value:
@@ -55,15 +56,6 @@ class Term:
         else:
             what = f"image {self.value}" if isinstance(self.value, Path) else "image"
         return f"{what} x {self.weight:g}"
-
-
-def valid_unicode(text: str) -> bool:
-    """False for text holding a surrogate code point (a lone ``\\ud800`` from JSON): nothing can store or print it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def term_from(item: Any, weight: float = 1.0) -> Term:

@@ -103,7 +103,7 @@ class VectorView:
         if not self._reconstruct:
             return self.store.vectors_of(product_pks.tolist())
         n = len(product_pks)
-        has_text = _member(product_pks, self._text_ids)
+        has_text = member(product_pks, self._text_ids)
         text = np.zeros((n, self.dim), dtype=np.float32)
         if has_text.any():
             text[has_text] = self.indexes["text"].reconstruct_batch(product_pks[has_text])
@@ -122,7 +122,7 @@ class VectorView:
         }
 
 
-def _member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+def member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     """``np.isin(values, sorted_ids)`` for an already sorted ``sorted_ids`` (binary search, no sort)."""
     if not len(sorted_ids):
         return np.zeros(len(values), dtype=bool)

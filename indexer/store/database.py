@@ -160,12 +160,3 @@ def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order)) - first
     return ranks
-
-
-def encodable(text: str) -> bool:
-    """Whether ``text`` can be stored (UTF-8 has no lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -32,7 +32,8 @@ from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE
 from indexer.encoders.base import ModelIdentity
 from indexer.errors import IndexFormatError
-from indexer.store.database import WRITE, blobs_to_matrix, encodable, image_ranks, make_engine, write_errors
+from indexer.catalog import encodable
+from indexer.store.database import WRITE, blobs_to_matrix, image_ranks, make_engine, write_errors
 from indexer.store.lock import WriteLock
 from indexer.store.records import MODALITIES
 from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product

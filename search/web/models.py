@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from search.query import MAX_WEIGHT, valid_unicode
+from indexer.catalog import encodable
+
+from search.query import MAX_WEIGHT
 
 _TOKEN = re.compile(r'([-\u2212]?)(?:"([^"]*)"|(\S+))')
 
@@ -36,7 +38,7 @@ def _not_bool(value: Any) -> Any:
 
 
 def _unicode(value: str) -> str:
-    if not valid_unicode(value):
+    if not encodable(value):
         raise ValueError("not valid Unicode text (a lone surrogate)")
     return value
 

@@ -175,13 +175,13 @@ def test_full_text_index_stays_in_step_with_products(built_index, catalog, tiny_
 
 
 def test_query_view_array_helpers_match_numpy():
-    from search.vector_view import _member, _ranges
+    from search.vector_view import _ranges, member
 
     rng = np.random.default_rng(0)
     for _ in range(200):
         ids = np.unique(rng.integers(0, 50, rng.integers(0, 20)))
         values = rng.integers(0, 50, rng.integers(0, 30))
-        np.testing.assert_array_equal(_member(values, ids), np.isin(values, ids))
+        np.testing.assert_array_equal(member(values, ids), np.isin(values, ids))
         starts = rng.integers(0, 100, rng.integers(0, 10))
         counts = rng.integers(0, 4, len(starts))
         expected = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]) if counts.sum() else np.empty(0, np.int64)

@@ -11,7 +11,7 @@ import torch
 from conftest import open_built_engine, write_catalog
 from indexer.errors import ModelError
 from search.composer import COMPOSER_DIR, forward, load_composer, read_composer, save_composer
-from search.composer_train import ComposerConfig, _torch_forward, draw_pairs, kind_field, train_composer
+from search.composer_train import ComposerConfig, _positives, _torch_forward, draw_pairs, kind_field, train_composer
 
 
 def test_numpy_forward_equals_the_torch_twin():
@@ -40,6 +40,11 @@ def test_pairs_differ_in_one_field_within_a_kind_and_share_the_most_else():
     assert all(values["category"][p.anchor] == values["category"][p.target] for p in pairs)
     assert all(values[p.field][p.target] == p.value != values[p.field][p.anchor] for p in pairs)
     assert kind_field({"colour": 0.5, "category": 1.0, "type": 1.0}) == "category"
+    mask = _positives(pairs, values, "category")  # every target of the anchor's kind with the named value
+    for i, a in enumerate(pairs):
+        for j, b in enumerate(pairs):
+            expected = values["category"][b.target] == values["category"][a.anchor] and values[a.field][b.target] == a.value
+            assert mask[i, j] == expected
 
 
 @pytest.fixture(scope="module")
