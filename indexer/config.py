@@ -136,6 +136,19 @@ class VectorIndexConfig:
     #: efSearch / nprobe values tried when tuning, in order.
     ef_ladder: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
     nprobe_ladder: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)
+    #: Segments of fewer vectors are exact (Flat) scans whatever the index type (``indexer.store.segments``).
+    small_segment: int = 2048
+    #: For "auto": from a segment of this many vectors on, whether an exact scan beats HNSW is measured on this
+    #: machine (once, kept in the index) instead of judged by ``flat_scan_bytes``; 0 turns measuring off.
+    measure_from: int = 4096
+    #: Segments per tier before the tier is merged into one (Lucene's segments per tier).
+    merge_factor: int = 10
+    #: Live vectors below which every segment is in the lowest tier.
+    merge_floor: int = 1000
+    #: The most live vectors a commit merges; larger merges are left to ``vitrina optimize``.
+    max_merge_vectors: int = 100_000
+    #: A segment whose share of dead vectors (deleted or replaced products) reaches this is rewritten.
+    expunge_dead_fraction: float = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,4 +228,9 @@ class SearchConfig:
     #: OpenMP threads FAISS uses per query (set for the search call only, in its thread); one is fastest for
     #: single queries here.
     faiss_threads: int | None = 1
+    #: A query's ``sort`` orders this many of its most relevant candidates by the field (``search.business``);
+    #: deeper hits follow in relevance order.
+    sort_depth: int = 100
+    #: The catalog attribute holding stock levels: ``in_stock`` keeps the products whose value is > 0.
+    stock_field: str = "stock"
     images: ImageLimits = field(default_factory=ImageLimits)

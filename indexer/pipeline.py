@@ -30,6 +30,7 @@ from indexer.stages import StageTimes
 from indexer.store.reader import IndexStore
 from indexer.store.writer import IndexWriter
 from indexer.store.records import EmbeddedImage, EmbeddedProduct
+from indexer.vectors_file import NOTHING_GIVEN, VectorsFile
 
 if TYPE_CHECKING:
     class _PixelEncoder(Encoder, Protocol):
@@ -66,6 +67,9 @@ class IndexReport:
     indexed: int = 0
     unchanged: int = 0
     updated: int = 0
+    #: Of ``updated``: products whose embedded part (text, images) was unchanged, updated in place with no
+    #: encoder call and no vector work.
+    fields_only: int = 0
     deleted: int = 0
     skipped: int = 0
     failed: int = 0
@@ -93,6 +97,7 @@ class _Loaded:
     data: list[tuple[int, str, bytes]]
     failures: list[tuple[str, str]]
     content_hash: str
+    embed_hash: str
 
 
 def build_index(
@@ -105,6 +110,7 @@ def build_index(
     progress: Callable[[int], None] | None = None,
     delete_missing: bool = False,
     stages: StageTimes | None = None,
+    vectors: VectorsFile | None = None,
 ) -> IndexReport:
     """Index every valid product of ``catalog`` into ``folder`` (created if missing).
 
@@ -115,6 +121,7 @@ def build_index(
     Pipelined: a worker thread reads, hashes, decodes and preprocesses the next batches
     while this thread runs the model on the current one and stores it.  ``stages`` (read
     it from ``progress``) collects the seconds per stage; the report carries them too.
+    ``vectors`` gives precomputed vectors of some products (``indexer.vectors_file``).
     """
     started = time.perf_counter()
     stages = stages if stages is not None else StageTimes()
@@ -122,6 +129,8 @@ def build_index(
     if not Path(catalog).is_file():  # refused before the index folder is created
         raise CatalogError(f"{catalog}: catalog file not found")
     catalog_format(Path(catalog))
+    if vectors is not None:
+        vectors.check_dim(encoder.dim)
     seen: set[str] = set()
 
     def on_row_error(error: RowError) -> None:
@@ -147,7 +156,7 @@ def build_index(
             changes = 0
 
             def prepare(batch: list[ProductRecord]) -> _Prepared:
-                return _prepare_batch(batch, encoder=encoder, config=config, stored=stored, stages=stages)
+                return _prepare_batch(batch, encoder=encoder, config=config, stored=stored, stages=stages, vectors=vectors)
 
             with closing(prefetch(_batches(records, config.batch_size), prepare, workers=1, depth=config.prefetch_depth)) as batches:
                 while True:
@@ -163,16 +172,19 @@ def build_index(
                                 row=item.record.row, product_id=item.record.id, image=location,
                                 reason=f"{reason}; the stored version (with this image) is kept until it can be read",
                                 outcome="kept the stored version"))
-                    products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages)
+                    products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages, vectors=vectors)
                     with stages.time("store"):
+                        writer.put_many(products)
                         for product in products:
-                            writer.put(product)
                             if product.record.id in stored:
                                 report.updated += 1
                             else:
                                 report.indexed += 1
                             report.images += len(product.images)
-                            changes += 1
+                        moved = writer.update_fields([(item.record, item.content_hash) for item in prepared.field_only])
+                        report.updated += moved
+                        report.fields_only += moved
+                        changes += len(products) + moved
                         if config.commit_every and changes >= config.commit_every:
                             writer.commit()
                             report.commits += 1
@@ -183,15 +195,29 @@ def build_index(
                 if delete_missing:
                     report.deleted = writer.delete(set(stored) - seen)
                     changes += report.deleted
-                if changes or report.commits == 0 and not store.commit_info.get("files"):
+                if changes or report.commits == 0 and not store.commit_info.get("segments"):
                     writer.commit()
+                    report.commits += 1
+                if _bulk_change(report, store):  # a bulk load ends merged, as a fresh build would
+                    writer.optimize()
                     report.commits += 1
     finally:
         store.close()
+    for row, product_id in vectors.unknown(seen) if vectors is not None else ():
+        report.problems.append(Problem(row=0, product_id=product_id, outcome="ignored",
+                                       reason=f"vectors row {row}: not a product of the catalog"))
     report.problems.sort(key=lambda p: p.row)
     report.seconds = round(time.perf_counter() - started, 3)
     report.stages = stages.to_json()
     return report
+
+
+def _bulk_change(report: IndexReport, store: IndexStore) -> bool:
+    """True when a run re-embedded or deleted a tenth of the index or more and left it in several segments
+    (a merge then costs in proportion to what changed; small runs leave merging to the tiered policy)."""
+    changed = report.indexed + report.updated - report.fields_only + report.deleted
+    segments = [store.segments(m) for m in ("image", "text")]
+    return changed > 0 and 10 * changed >= store.counts()["products"] and any(len(s) > 1 for s in segments)
 
 
 @dataclass
@@ -202,16 +228,22 @@ class _Prepared:
     records: list[ProductRecord]
     unchanged: int
     todo: list[_Loaded]
+    field_only: list[_Loaded]  # stored products whose embedded part is unchanged: updated in place, not embedded
     held: list[_Loaded]  # stored products with an image that cannot be read now: their stored version stays
     decoded: list[list[tuple[int, str]]]  # per todo item: (position, location) of each usable image, in order
     images: Any  # pixels tensor, a list of PIL images, or None
 
 
-def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: IndexConfig, stored: dict[str, str | None],
-                   stages: StageTimes) -> _Prepared:
+def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: IndexConfig,
+                   stored: dict[str, tuple[str | None, str | None]], stages: StageTimes,
+                   vectors: VectorsFile | None = None) -> _Prepared:
     with stages.time("read"):
-        loaded = _read_batch(batch, config=config)
-    changed = [item for item in loaded if stored.get(item.record.id) != item.content_hash]
+        loaded = _read_batch(batch, config=config, vectors=vectors)
+    changed = [item for item in loaded if stored.get(item.record.id, (None, None))[0] != item.content_hash]
+    field_only = [item for item in changed if not item.failures and item.record.id in stored
+                  and stored[item.record.id][1] == item.embed_hash]
+    in_place = {id(item) for item in field_only}
+    changed = [item for item in changed if id(item) not in in_place]
     # an image that cannot be read now (missing file, unreachable URL) is not a change of the product: a stored
     # product is not re-stored without it; a new one is indexed without it and retried on the next run
     held = [item for item in changed if item.record.id in stored and item.failures]
@@ -231,23 +263,26 @@ def _prepare_batch(batch: list[ProductRecord], *, encoder: Encoder, config: Inde
             decoded.append(usable)
         preprocess = getattr(encoder, "preprocess_images", None)
         pixels: Any = preprocess(images) if images and preprocess is not None else (images or None)
-    return _Prepared(records=batch, unchanged=len(loaded) - len(changed), todo=todo, held=held, decoded=decoded, images=pixels)
+    return _Prepared(records=batch, unchanged=len(loaded) - len(changed) - len(field_only), todo=todo, field_only=field_only,
+                     held=held, decoded=decoded, images=pixels)
 
 
-def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport, stages: StageTimes) -> list[EmbeddedProduct]:
-    """Embed the texts and images of a prepared batch; failures go to ``report``."""
+def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport, stages: StageTimes,
+                   vectors: VectorsFile | None = None) -> list[EmbeddedProduct]:
+    """Embed the texts and images of a prepared batch (but the ``vectors`` given); failures go to ``report``."""
     batch, decoded = prepared.todo, prepared.decoded
-    for item, images in zip(batch, decoded):
-        outcome = "indexed without this image" if item.record.text or images else "failed"
+    given = [vectors.given(item.record) if vectors is not None else NOTHING_GIVEN for item in batch]
+    for item, images, supplied in zip(batch, decoded, given):
+        outcome = "indexed without this image" if item.record.text or images or supplied is not NOTHING_GIVEN else "failed"
         for location, reason in item.failures:
             report.problems.append(Problem(row=item.record.row, product_id=item.record.id, image=location,
                                            reason=reason, outcome=outcome))
-    keep = [i for i, item in enumerate(batch) if item.record.text or decoded[i]]
+    keep = [i for i, item in enumerate(batch) if item.record.text or decoded[i] or given[i] is not NOTHING_GIVEN]
     for i in sorted(set(range(len(batch))) - set(keep)):
         report.failed += 1
         report.problems.append(Problem(row=batch[i].record.row, product_id=batch[i].record.id,
                                        reason="no text and no usable image (any stored version is kept)", outcome="failed"))
-    texts = [batch[i].record.text for i in keep if batch[i].record.text]
+    texts = [batch[i].record.text for i in keep if batch[i].record.text and given[i].text is None]
     with stages.time("text"):
         text_vectors = iter(encoder.encode_texts(texts)) if texts else iter(())
     with stages.time("image"):
@@ -257,12 +292,15 @@ def embed_prepared(prepared: _Prepared, *, encoder: Encoder, report: IndexReport
     for i, images in enumerate(decoded):
         if i not in kept:  # no text and no usable image: nothing of it was embedded
             continue
-        vectors = [next(image_vectors) for _ in images]
+        encoded = [next(image_vectors) for _ in images]
         record = batch[i].record
-        text_vector = next(text_vectors) if record.text else None
-        embedded = tuple(EmbeddedImage(position=position, location=location, vector=vector)
-                         for (position, location), vector in zip(images, vectors))
-        out.append(EmbeddedProduct(record=record, text_vector=text_vector, images=embedded, content_hash=batch[i].content_hash))
+        supplied = given[i]
+        text_vector = supplied.text if supplied.text is not None else next(text_vectors) if record.text else None
+        embedded = supplied.images if supplied.images is not None else tuple(
+            EmbeddedImage(position=position, location=location, vector=vector)
+            for (position, location), vector in zip(images, encoded))
+        out.append(EmbeddedProduct(record=record, text_vector=text_vector, images=embedded, content_hash=batch[i].content_hash,
+                                   embed_hash=batch[i].embed_hash))
     return out
 
 
@@ -275,18 +313,20 @@ def _encode_prepared_images(encoder: Encoder, images: Any) -> np.ndarray:
     return np.concatenate([cast("_PixelEncoder", encoder).encode_pixels(images[i:i + size]) for i in range(0, len(images), size)])
 
 
-def _read_batch(batch: list[ProductRecord], *, config: IndexConfig) -> list[_Loaded]:
+def _read_batch(batch: list[ProductRecord], *, config: IndexConfig, vectors: VectorsFile | None = None) -> list[_Loaded]:
     """Read (not decode) the batch's images, URLs fetched concurrently, and hash each product."""
-    urls = sorted({loc for record in batch for loc in record.images if loc.lower().startswith(("http://", "https://"))})
+    urls = sorted({loc for record in batch if not (vectors is not None and vectors.covers_images(record.id))
+                   for loc in record.images if loc.lower().startswith(("http://", "https://"))})
     fetched = dict(zip(urls, fetch_many(urls, policy=config.fetch))) if urls else {}
-    return [_read(record, fetched=fetched, config=config) for record in batch]
+    return [_read(record, fetched=fetched, config=config, vectors=vectors) for record in batch]
 
 
-def _read(record: ProductRecord, *, fetched: dict[str, bytes | ImageError], config: IndexConfig) -> _Loaded:
+def _read(record: ProductRecord, *, fetched: dict[str, bytes | ImageError], config: IndexConfig,
+          vectors: VectorsFile | None = None) -> _Loaded:
     data: list[tuple[int, str, bytes]] = []
     failures: list[tuple[str, str]] = []
     digest = hashlib.sha256()
-    for position, location in enumerate(record.images):
+    for position, location in enumerate(() if vectors is not None and vectors.covers_images(record.id) else record.images):
         try:
             raw = fetched[location] if location in fetched else read_file(Path(location), limits=config.images)
             if isinstance(raw, ImageError):
@@ -296,15 +336,22 @@ def _read(record: ProductRecord, *, fetched: dict[str, bytes | ImageError], conf
         except ImageError as exc:
             digest.update(f"unreadable:{location}".encode())
             failures.append((location, str(exc).removeprefix(f"{location}: ")))
-    return _Loaded(record=record, data=data, failures=failures, content_hash=_content_hash(record, digest.hexdigest()))
+    embedded = embed_hash(record, vectors.mix(record.id, digest.hexdigest()) if vectors is not None else digest.hexdigest())
+    return _Loaded(record=record, data=data, failures=failures, content_hash=content_hash(record, embedded), embed_hash=embedded)
 
 
-def _content_hash(record: ProductRecord, images_digest: str) -> str:
-    fields = {
-        "title": record.title, "description": record.description, "price": record.price,
-        "category": record.category, "brand": record.brand, "attributes": record.attributes,
-        "images": list(record.images), "image_bytes": images_digest,
-    }
+def embed_hash(record: ProductRecord, images_digest: str) -> str:
+    """Hash of what is embedded: the text (title, description), the image locations and their bytes."""
+    fields = {"title": record.title, "description": record.description, "images": list(record.images),
+              "image_bytes": images_digest}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def content_hash(record: ProductRecord, embedded: str) -> str:
+    """Hash of everything: the fields that are not embedded plus ``embedded`` (``embed_hash``), so a field
+    update computes it without reading any image."""
+    fields = {"price": record.price, "category": record.category, "brand": record.brand,
+              "attributes": record.attributes, "embedded": embedded}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 

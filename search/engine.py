@@ -19,14 +19,15 @@ from indexer.media.images import load_image
 from indexer.store.reader import IndexStore
 
 from search import calibration
+from search.business import Business, business_info
 from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
 from search.field_table import FieldTable
-from search.query import Term, build_terms, query_words
+from search.query import Term, build_terms, fill_vector_terms, query_words
 from search.composer import Composer, load_composer
 from search.rerank.storage import load_reranker
 from search.gathering import gather_candidates
-from search.results import SearchResult, hits_from
+from search.results import SearchResult
 from search.scoring import QueryFields, Weights, read_fields
 from search.text_cache import TextCache
 from search.vector_view import VectorView
@@ -44,6 +45,7 @@ class SearchEngine:
     >>> engine = SearchEngine.open("my-index")
     >>> engine.search("red striped t-shirt", k=5)
     >>> engine.search(terms=[("red dress", 1.0), (Path("photo.jpg"), 0.5), ("sleeveless", -0.3)])
+    >>> engine.search(vector=query_vector)  # a precomputed vector of the index's model dimension
     """
 
     def __init__(self, store: IndexStore, encoder: Encoder, *, config: SearchConfig = SearchConfig(),
@@ -108,21 +110,29 @@ class SearchEngine:
             self._view = self._new_view(None)
 
     def _current_view(self) -> VectorView:
-        """The view of the commit this thread's snapshot sees (loaded when a writer committed since)."""
+        """The view of the commit this thread's snapshot sees, loaded when a writer committed since (only the new
+        segments are read).  While one query loads it, the others answer from the last view instead of waiting:
+        their candidates are cut to what both the view and their snapshot hold (``gathering``)."""
         commit = self.store.read_commit()
+        generation = commit.get("generation", 0)
         view = self._view
-        if view.generation == commit.get("generation", 0):
+        if view.generation == generation:
             return view
-        with self._lock:
-            if self._view.generation == commit.get("generation", 0):
+        if not self._lock.acquire(blocking=False):
+            return view
+        try:
+            if self._view.generation == generation:
                 return self._view
-            view = self._new_view(commit)
+            view = self._new_view(commit, previous=self._view)
             if view.generation > self._view.generation:
                 self._view = view
             return view
+        finally:
+            self._lock.release()
 
-    def _new_view(self, commit: dict[str, Any] | None) -> VectorView:
-        return VectorView(self.store, commit, field_priors=self.config.field_priors, synonyms=self.config.synonyms)
+    def _new_view(self, commit: dict[str, Any] | None, previous: VectorView | None = None) -> VectorView:
+        return VectorView(self.store, commit, previous=previous, field_priors=self.config.field_priors,
+                          synonyms=self.config.synonyms)
 
     @contextmanager
     def _consistent(self) -> Iterator[VectorView]:
@@ -158,21 +168,29 @@ class SearchEngine:
         field_weight: float | None = None,
         rerank: bool = True,
         exclude: Sequence[str] = (),
+        vector: Any = None,
+        sort: str | None = None,
+        boost: Mapping[str, float] | None = None,
+        in_stock: bool | None = None,
     ) -> SearchResult:
         """Products best matching the weighted terms, best first.
 
-        ``text`` and ``image`` (a path, bytes or PIL image) are weighted by ``weights``
-        (``{"text": 1.0, "image": 1.0}`` by default); ``terms`` adds ``(value, weight)``
-        pairs where value is a str (text), an image, or ``{"product": id}``.
+        ``text``, ``image`` (a path, bytes or PIL image) and ``vector`` (a precomputed query vector: a 1-D list
+        or array of the index model's dimension) are weighted by ``weights`` (``{"text": 1.0, "image": 1.0,
+        "vector": 1.0}`` by default); ``terms`` adds ``(value, weight)`` pairs where value is a str (text), an
+        image, a numpy vector, ``{"product": id}`` or ``{"vector": [...]}``.
         ``image_share`` is how much a product's photos count against its text (0..1; default
         ``config.image_share`` for text terms, ``config.photo_image_share`` for photos);
         ``lexical_weight`` how much the BM25 word match adds (0 turns word search off);
         ``field_weight`` how much words naming a catalog field value (a category, a colour) add (0: off).
         Every part is calibrated first (``search.calibration``); the result reports the weights used.
         ``rerank=False`` skips the index's trained re-ranker (when it has one).
+        Business signals (``search.business``): ``sort`` (``"price"``, ``"-popularity"``) orders the
+        ``config.sort_depth`` most relevant candidates by a numeric field; ``boost`` (``{"margin": 0.5}``) adds
+        weight x the field's z-score to the fused score; ``in_stock=True`` keeps products with ``stock`` > 0.
         """
         started = time.perf_counter()
-        query_terms = build_terms(text=text, image=image, weights=weights, terms=terms)
+        query_terms = build_terms(text=text, image=image, weights=weights, terms=terms, vector=vector)
         k, offset, share = self._check_params(k, offset, image_share)
         lexical = _weight("lexical_weight", self.config.lexical_weight if lexical_weight is None else lexical_weight, 1.0)
         field_w = _weight("field_weight", self.config.field_weight if field_weight is None else field_weight, 100.0)
@@ -180,15 +198,18 @@ class SearchEngine:
                                     image_share=share, lexical_weight=lexical)
         reranker = self.reranker if rerank else None
         rerank_depth = self._rerank_depth(reranker)
-        depth = max(offset + k, rerank_depth)
+        signals = Business.parse(sort, boost, in_stock, stock_field=self.config.stock_field,
+                                 sort_depth=self.config.sort_depth)
+        depth = max(offset + k, rerank_depth, signals.depth)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         vectors = self._term_vectors(query_terms)  # before the snapshot: a read transaction is not held while encoding
         timings["encode"] = _ms(t)
         with self._consistent() as view:
-            clauses = compile_where(where, attribute_fields=view.attribute_fields)
+            clauses = compile_where(where, attribute_fields=view.attribute_fields) + signals.clauses(self.store, view)
             self._product_terms(query_terms, vectors)
-            photo_share = share if image_share is not None else self._photo_share(view)
+            photos = any(t.kind == "image" for t in query_terms)  # the photo calibration only when a photo is asked
+            photo_share = share if image_share is not None or not photos else self._photo_share(view)
             shares = tuple(photo_share if t.kind == "image" else share for t in query_terms)
             table = view.fields.get() if field_w > 0 else None
             fields = read_fields(query_terms, info.words, table.vocabulary) if table is not None else \
@@ -202,21 +223,24 @@ class SearchEngine:
                 table=table, depth=depth, exclude=exclude, timings=timings, rerank_depth=rerank_depth,
                 keep_lexical=self.config.lexical_keep if reranker is not None else 0,
                 product_pks=self._product_pks(query_terms),
-                value_vectors=None if table is None else lambda: self._value_vectors(view, table))
+                value_vectors=None if table is None else lambda: self._value_vectors(view, table),
+                boost=signals.booster(self.store))
         if reranker is not None and len(candidates):
             t = time.perf_counter()
             candidates = _rerank_top(reranker, candidates)
             timings["rerank"] = _ms(t)
+        candidates = signals.sorted(candidates)
         page = candidates.take(np.arange(offset, min(offset + k, len(candidates))))
         timings["total"] = _ms(started)
-        return SearchResult(hits=hits_from(page), timings=timings, candidates=candidates.extra.get("scored", len(candidates)),
-                            weights=used.to_json(), fields=fields.to_json())
+        return SearchResult(hits=signals.hits(page), timings=timings, candidates=candidates.extra.get("scored", len(candidates)),
+                            weights=used.to_json(), fields=fields.to_json(), generation=view.generation)
 
     def similar(self, product_id: str, k: int | None = None, *, where: Mapping[str, Any] | None = None,
-                image_share: float | None = None, offset: int = 0, rerank: bool = True) -> SearchResult:
+                image_share: float | None = None, offset: int = 0, rerank: bool = True, sort: str | None = None,
+                boost: Mapping[str, float] | None = None, in_stock: bool | None = None) -> SearchResult:
         """More like this: products nearest to ``product_id``, never the product itself."""
-        return self.search(terms=[{"product": product_id}], where=where, k=k, offset=offset,
-                           image_share=image_share, exclude=[product_id], rerank=rerank)
+        return self.search(terms=[{"product": product_id}], where=where, k=k, offset=offset, image_share=image_share,
+                           exclude=[product_id], rerank=rerank, sort=sort, boost=boost, in_stock=in_stock)
 
     def product(self, product_id: str) -> dict[str, Any]:
         """The stored metadata of one product (read in one snapshot); ``QueryError`` if unknown."""
@@ -235,6 +259,7 @@ class SearchEngine:
             "counts": self.store.counts(),
             "generation": self._view.generation,
             "filter_fields": ["id", "price", "category", "brand", *sorted(self._view.attribute_fields)],
+            **business_info(self.store, self._view, self.config.stock_field),
         }
 
     # -- internals -------------------------------------------------------------------
@@ -286,8 +311,9 @@ class SearchEngine:
         return cached
 
     def _term_vectors(self, terms: list[Term]) -> np.ndarray:
-        """Each text and photo term's unit vector, ``(t, d)`` (stored-product rows are filled in later)."""
-        vectors = np.zeros((len(terms), self.encoder.dim), dtype=np.float32)
+        """Each text, photo and vector term's unit vector, ``(t, d)`` (stored-product rows are filled in later)."""
+        vectors = np.zeros((len(terms), self.encoder.dim), dtype=np.float32)  # the index's model dimension
+        fill_vector_terms(terms, vectors)
         texts = [(i, t.value) for i, t in enumerate(terms) if t.kind == "text"]
         for i, t in enumerate(terms):
             if t.kind == "text" and len(t.value) > self.config.max_text_chars:

@@ -49,11 +49,48 @@ class FieldTable:
         #: in pk order; ``_names`` turns codes back into values (its last entry, for -1, is None).
         self._codes: dict[str, np.ndarray] = {}
         self._names: dict[str, np.ndarray] = {}
+        #: Every value each matchable field held at build time (a refresh naming another one rebuilds).
+        self._seen: dict[str, frozenset[str]] = {}
         for name, known in self.vocabulary.fields.items():
+            self._seen[name] = frozenset(v.strip() for v in columns[name] if isinstance(v, str))
             index = {v: i for i, v in enumerate(known)}
             codes = [index.get(v.strip(), -1) if isinstance(v, str) else -1 for v in columns[name]]
             self._codes[name] = np.asarray(codes, np.int32)[order]
             self._names[name] = np.array([*known, None], dtype=object)
+
+    def refreshed(self, changed: Sequence[tuple[int, str | None, str | None, str | None, Mapping[str, Any]]],
+                  live: np.ndarray) -> FieldTable | None:
+        """This table for a later commit: ``changed`` rows (written since) replace or join theirs, pks not in
+        ``live`` (sorted) leave.  None when a full rebuild is due instead: a changed row names a value the
+        vocabulary does not know, or more than a fifth of the products changed."""
+        if len(changed) > max(64, len(self._pks) // 5):
+            return None
+        known = {name: {v: i for i, v in enumerate(values)} for name, values in self.vocabulary.fields.items()}
+        new_pks = np.asarray([int(row[0]) for row in changed], np.int64)
+        new_codes: dict[str, list[int]] = {name: [] for name in known}
+        for _pk, _title, category, brand, attributes in changed:
+            values = {**{k: v for k, v in (attributes or {}).items()}, "category": category, "brand": brand}
+            for name, index in known.items():
+                value = values.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    new_codes[name].append(-1)
+                elif value.strip() in index:
+                    new_codes[name].append(index[value.strip()])
+                elif value.strip() in self._seen[name]:
+                    new_codes[name].append(-1)  # a value the vocabulary left out at build time
+                else:
+                    return None
+        keep = member_sorted(self._pks, live) & ~np.isin(self._pks, new_pks)
+        pks = np.concatenate([self._pks[keep], new_pks])
+        order = np.argsort(pks, kind="stable")
+        table = object.__new__(FieldTable)
+        table.vocabulary = self.vocabulary
+        table._names = self._names
+        table._seen = self._seen
+        table._pks = pks[order]
+        table._codes = {name: np.concatenate([codes[keep], np.asarray(new_codes[name], np.int32)])[order]
+                        for name, codes in self._codes.items()}
+        return table
 
     def values_of(self, pks: Sequence[int] | np.ndarray, fields: Iterable[str] | None = None) -> dict[str, list[str | None]]:
         """Per field (all matchable ones by default), the value of each of ``pks`` (None: unknown pk or no
@@ -80,6 +117,15 @@ class FieldTable:
         return self._pks[np.isin(codes, wanted)] if wanted else np.empty(0, np.int64)
 
 
+def member_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the sorted ``sorted_ids``."""
+    if not len(sorted_ids):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    found: np.ndarray = sorted_ids[at] == values
+    return found
+
+
 class LazyFieldTable:
     """Builds its ``FieldTable`` on first use, once, whichever thread asks first."""
 
@@ -87,6 +133,18 @@ class LazyFieldTable:
         self._load = load
         self._table: FieldTable | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, table: FieldTable) -> LazyFieldTable:
+        """One that is already built."""
+        lazy = cls(lambda: table)
+        lazy._table = table
+        return lazy
+
+    @property
+    def built(self) -> FieldTable | None:
+        """The table if some query has built it, else None (nothing is built)."""
+        return self._table
 
     def get(self) -> FieldTable:
         if self._table is None:

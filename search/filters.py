@@ -12,6 +12,8 @@ Values are strings, numbers, booleans or null (``eq`` / ``ne`` only); ranges tak
 An attribute holds whatever the catalog had: a CSV catalog's ``size`` is the text ``"42"``, a JSONL
 one's may be the number ``42``; a number or numeric text in a filter matches both, and ranges compare
 numeric text as numbers.  Integers beyond 64 bits are compared as floats; text must be valid Unicode.
+Attribute filters are lookups in the typed, indexed ``attribute_values`` table (``indexer.store.attributes``),
+never a scan of the products.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, case, cast, func, not_, or_
+from sqlalchemy import ColumnElement, not_, or_, select
 
 from indexer.errors import QueryError
-from indexer.store.schema import Product
+from indexer.store.attributes import typed
+from indexer.store.schema import AttributeValue, Product
 
 COLUMNS = {"id": Product.id, "price": Product.price, "category": Product.category, "brand": Product.brand}
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin")
@@ -57,7 +60,7 @@ def _column(field: Any, attribute_fields: Collection[str]) -> Any:
     if field in COLUMNS:
         return COLUMNS[field]
     if field in attribute_fields:
-        return func.json_extract(Product.attributes, "$." + json.dumps(field))
+        return field
     known = ", ".join(list(COLUMNS) + sorted(attribute_fields))
     raise QueryError(f"unknown filter field {field!r}; filterable fields: {known}")
 
@@ -65,32 +68,62 @@ def _column(field: Any, attribute_fields: Collection[str]) -> Any:
 def _clause(field: str, column: Any, op: Any, value: Any) -> ColumnElement[bool]:
     if not isinstance(op, str) or op not in OPERATORS:
         raise QueryError(f"unknown operator {op!r} on {field!r}; use one of {', '.join(OPERATORS)}")
-    attribute = field not in COLUMNS
+    if field not in COLUMNS:
+        return _attribute_clause(field, op, value)
     if op in ("in", "nin"):
-        if not isinstance(value, (list, tuple)) or not value:
-            raise QueryError(f"{field!r} {op} needs a non-empty list of values")
-        if len(value) > _MAX_IN:
-            raise QueryError(f"{field!r} {op} takes at most {_MAX_IN} values")
-        values = [_scalar(field, v) for v in value]
-        if attribute:
-            values = [form for v in values for form in _forms(v)]
+        values = [_scalar(field, v) for v in _listed(field, op, value)]
         return column.in_(values) if op == "in" else or_(column.is_(None), not_(column.in_(values)))
     value = _scalar(field, value)
     if op in ("lt", "lte", "gt", "gte"):
-        if value is None or isinstance(value, bool):
-            raise QueryError(f"{field!r} {op} needs a number or a string, got {json.dumps(value)}")
-        if field == "price" and not isinstance(value, (int, float)):
-            raise QueryError(f"price {op} needs a number, got {value!r}")
-        if attribute and isinstance(value, (int, float)):
-            column = _as_number(column)
+        _check_range(field, op, value)
         compared: ColumnElement[bool] = {"lt": column < value, "lte": column <= value, "gt": column > value, "gte": column >= value}[op]
         return compared
     if value is None:
         missing: ColumnElement[bool] = column.is_(None) if op == "eq" else column.is_not(None)
         return missing
-    forms = _forms(value) if attribute else [value]
-    equal: ColumnElement[bool] = column == forms[0] if len(forms) == 1 else column.in_(forms)
-    return equal if op == "eq" else or_(column.is_(None), not_(equal))
+    return column == value if op == "eq" else or_(column.is_(None), column != value)
+
+
+def _attribute_clause(field: str, op: str, value: Any) -> ColumnElement[bool]:
+    """``Product.pk IN / NOT IN`` the products with a matching row in ``attribute_values`` (an index lookup)."""
+    rows = AttributeValue.__table__.c
+    owners = select(rows.product_pk).where(rows.key == field)
+    if op in ("in", "nin"):
+        matches = or_(*(_equal(rows, _scalar(field, v)) for v in _listed(field, op, value)))
+        return Product.pk.in_(owners.where(matches)) if op == "in" else Product.pk.not_in(owners.where(matches))
+    value = _scalar(field, value)
+    if op in ("lt", "lte", "gt", "gte"):
+        _check_range(field, op, value)
+        text, number = typed(value) or ("", None)  # numbers and numeric text compare as numbers; other text as text
+        column, bound = (rows.number, number) if number is not None else (rows.text, text)
+        compared = {"lt": column < bound, "lte": column <= bound, "gt": column > bound, "gte": column >= bound}[op]
+        return Product.pk.in_(owners.where(compared, rows.number.is_(None) if number is None else rows.number.is_not(None)))
+    if value is None:  # null: the attribute is absent
+        return Product.pk.not_in(owners) if op == "eq" else Product.pk.in_(owners)
+    matching = owners.where(_equal(rows, value))
+    return Product.pk.in_(matching) if op == "eq" else Product.pk.not_in(matching)
+
+
+def _equal(rows: Any, value: Any) -> ColumnElement[bool]:
+    """A typed value's match: numbers (and numeric text) by number, anything else by its text."""
+    text, number = typed(value) or ("", None)
+    equal: ColumnElement[bool] = rows.number == number if number is not None else rows.text == text
+    return equal
+
+
+def _listed(field: str, op: str, value: Any) -> list[Any]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise QueryError(f"{field!r} {op} needs a non-empty list of values")
+    if len(value) > _MAX_IN:
+        raise QueryError(f"{field!r} {op} takes at most {_MAX_IN} values")
+    return list(value)
+
+
+def _check_range(field: str, op: str, value: Any) -> None:
+    if value is None or isinstance(value, bool):
+        raise QueryError(f"{field!r} {op} needs a number or a string, got {json.dumps(value)}")
+    if field == "price" and not isinstance(value, (int, float)):
+        raise QueryError(f"price {op} needs a number, got {value!r}")
 
 
 def _scalar(field: str, value: Any) -> Any:
@@ -117,35 +150,6 @@ def _scalar(field: str, value: Any) -> Any:
 
 
 _INT64 = (-(2**63), 2**63 - 1)
-_NUMERIC_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
-
-
-def _forms(value: Any) -> list[Any]:
-    """The forms an attribute equal to ``value`` may be stored in: a number also as its text, numeric text
-    also as its number (a CSV catalog stores ``size`` as ``"42"``, a JSONL one may store ``42``)."""
-    if isinstance(value, bool):
-        return [value]
-    if isinstance(value, (int, float)):
-        forms: list[Any] = [value, str(value)]
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-            forms += [int(value), str(int(value))]
-        return forms
-    if isinstance(value, str) and _NUMERIC_TEXT.match(value):
-        number = float(value)
-        if math.isfinite(number):
-            return [value, number] + ([int(number)] if number.is_integer() and abs(number) < 2**63 else [])
-    return [value]
-
-
-def _as_number(column: Any) -> Any:
-    """An attribute as a number: stored numbers as they are, numeric text converted, anything else NULL
-    (so ``size < 50`` never matches the text ``"M"``)."""
-    numeric_text = and_(func.typeof(column) == "text", column.op("GLOB")("*[0-9]*"),
-                        not_(func.trim(column).op("GLOB")("*[^0-9.eE+-]*")))
-    return case((func.typeof(column).in_(("integer", "real")), column),
-                (numeric_text, cast(column, Float)), else_=None)
-
-
 def parse_where(expressions: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Merge CLI filter expressions into one mapping.
 

@@ -33,11 +33,12 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
                       table: FieldTable | None, depth: int, exclude: Sequence[str], timings: dict[str, float],
                       rerank_depth: int = 0, keep_lexical: int = 0, product_pks: Sequence[int] = (),
                       value_vectors: Callable[[], Mapping[str, tuple[Sequence[str], np.ndarray]]] | None = None,
-                      ) -> Candidates:
+                      boost: Callable[[np.ndarray], np.ndarray] | None = None) -> Candidates:
     """The best ``depth`` candidates by fused score, with metadata; ``timings`` gets the stages.
 
     ``rerank_depth`` of them (and ``keep_lexical`` BM25 matches) are marked as the head a re-ranker re-scores;
-    ``product_pks`` are the query's stored-product terms; ``value_vectors`` embeds the field values on demand."""
+    ``product_pks`` are the query's stored-product terms; ``value_vectors`` embeds the field values on demand;
+    ``boost`` (``search.business``) adds to each scored candidate's fused score (by pk) before the cut."""
     try:
         query = fusion.combine_terms(vectors, np.array(weights.term_weights, dtype=np.float32))
     except fusion.FusionError as exc:
@@ -47,16 +48,17 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
     t = time.perf_counter()
     allowed = None
     if clauses:
-        allowed = store.allowed(clauses)
+        allowed = _allowed(store, view, clauses)
         if len(allowed[0]) == 0:
             timings["sqlite"] = _ms(t)
             return no_candidates(info)
     words = list(fields.bm25_words) if info.lexical_weight > 0 else []
     counts = store.word_counts(words) if words else {}
     limit = config.lexical_max_docs
-    if words and limit is not None and view.indexes["text"].ntotal > limit:
+    if words and limit is not None and view.products > limit:
         words = [w for w in words if counts.get(w, 0) <= limit]
-    lexical_pks, lexical_raw = store.lexical(words, clauses=clauses, limit=config.lexical_candidates)
+    lexical_pks, lexical_raw = store.lexical(words, allowed=None if allowed is None else allowed[0],
+                                             limit=config.lexical_candidates)
     kind_allowed = _kind_allowed(fields, weights, view, table, allowed)
     timings["sqlite"] = _ms(t)
     t = time.perf_counter()
@@ -75,6 +77,7 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
     pks = np.union1d(np.asarray(pks, dtype=np.int64), lexical_pks)
     if exclude:
         pks = np.setdiff1d(pks, np.fromiter(store.product_pks(exclude).values(), dtype=np.int64))
+    pks = pks[view.known(pks)]  # a snapshot newer than the view (being loaded by another query) may name others
     stored = view.vectors_of(pks)
     reference = view.reference(config.reference_sample)
     photos = [i for i, term in enumerate(terms) if term.kind == "image" and term.weight > 0]
@@ -87,6 +90,9 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
                    value_vectors=value_vectors() if value_vectors is not None and photos and fields.evidence else None,
                    config=config)
     fused = scored.parts.fused
+    lift = boost(pks) if boost is not None else None
+    if lift is not None:
+        fused = (fused + lift).astype(np.float32)
     order = fusion.top_k(pks, fused, depth)
     head = min(rerank_depth, len(order))
     if keep_lexical and head:  # the best word matches reach the re-ranker even when their vectors rank them low
@@ -100,9 +106,14 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
     timings["fuse"] = _ms(t)
     t = time.perf_counter()
     meta = store.products(pks[order].tolist())
+    if len(meta) < len(order):  # gone in this snapshot: the view is of an older commit (see above)
+        present = np.fromiter((int(pk) in meta for pk in pks[order]), dtype=bool, count=len(order))
+        head -= int((~present[:head]).sum())
+        order = order[present]
     timings["sqlite"] += _ms(t)
     parts = {"image": scored.parts.image, "text": scored.parts.text, "lexical": scored.parts.lexical,
-             "field": scored.parts.field, **{f"field:{name}": part for name, part in scored.field_parts.items()}}
+             "field": scored.parts.field, **{f"field:{name}": part for name, part in scored.field_parts.items()},
+             **({"boost": lift} if lift is not None else {})}
     return Candidates(
         pks=pks[order], text=scored.text_cosine[order], image=scored.image_cosine[order], image_position=position[order],
         image_count=np.bincount(stored["image_owner"], minlength=len(pks))[order].astype(np.int64),
@@ -110,6 +121,25 @@ def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView,
         parts={name: part[order] for name, part in parts.items()},
         products=[meta[int(pk)] for pk in pks[order]], query=info, extra={"scored": len(pks), "rerank_head": head},
     )
+
+
+def _allowed(store: IndexStore, view: VectorView, clauses: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(product pks, image pks) the filter allows: the products from SQL (index lookups), their images from the
+    view's maps (no SQL); kept per commit for the filters shops repeat (category pages, in stock), when the
+    query's snapshot is the view's own commit."""
+    compiled = [clause.compile() for clause in clauses]
+    key = tuple((str(c), repr(sorted(c.params.items(), key=lambda item: item[0]))) for c in compiled)
+    cache: dict[Any, tuple[np.ndarray, np.ndarray]] = view.derived.setdefault("allowed", {})
+    found = cache.get(key)
+    if found is not None:
+        return found
+    products = store.allowed_products(clauses)
+    allowed = products, view.images_of(products)
+    if int(store.read_commit().get("generation", 0)) == view.generation:
+        if len(cache) >= 256:
+            cache.clear()
+        cache[key] = allowed
+    return allowed
 
 
 def _kind_allowed(fields: QueryFields, weights: Weights, view: VectorView, table: FieldTable | None,

@@ -46,6 +46,8 @@ class SearchResult(Sequence[Hit]):
     candidates: int = 0
     weights: dict[str, Any] = field(default_factory=dict)
     fields: list[dict[str, Any]] = field(default_factory=list)
+    #: The index commit whose vectors answered (see ``SearchEngine.info()["generation"]``).
+    generation: int | None = None
 
     @overload
     def __getitem__(self, index: int) -> Hit: ...

@@ -1,13 +1,19 @@
-"""``VectorView``: one commit's FAISS indexes plus in-memory id maps, for the query path.
+"""``VectorView``: one commit's FAISS segments plus in-memory id maps, for the query path.
 
-Loaded once per commit, so a query needs no SQL to turn image hits into products or to
-fetch candidate vectors: they come from FAISS itself (``reconstruct_batch``) where the
-index stores full vectors (Flat, HNSW), and from SQLite's exact copies otherwise (IVF, PQ).
+Built once per commit, so a query needs no SQL to turn image hits into products or to fetch
+candidate vectors: they come from FAISS itself (``reconstruct_batch``) where every segment stores
+full vectors (Flat, HNSW), and from SQLite's exact copies otherwise (IVF, PQ).
+
+A new commit's view reuses the segments the previous view had loaded (segment files are immutable)
+and reads only the new ones; its field table is the previous one refreshed with the rows written
+since.  Vectors in a segment whose rows are gone (deleted or replaced products) are tombstones: each
+search excludes them through a FAISS id selector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faiss
@@ -20,36 +26,70 @@ from indexer.store.records import MODALITIES
 from search.field_table import FieldTable, LazyFieldTable
 
 
+@dataclass(frozen=True)
+class LoadedSegment:
+    """A segment file read into memory, with the sorted ids it holds (live and dead)."""
+
+    info: dict[str, Any]
+    index: faiss.Index
+    ids: np.ndarray
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.info["name"], self.info.get("sha256")
+
+
 class VectorView:
     """Built inside a ``store.snapshot()``, for the commit that snapshot sees."""
 
-    def __init__(self, store: IndexStore, commit: dict[str, Any] | None = None, *,
+    def __init__(self, store: IndexStore, commit: dict[str, Any] | None = None, *, previous: VectorView | None = None,
                  field_priors: Mapping[str, float] | None = None, synonyms: Mapping[str, tuple[str, str]] | None = None):
         self.store = store
         self.dim = store.identity.dim
         commit = commit if commit is not None else store.read_commit()
         self.commit = commit
         self.generation = int(commit.get("generation", 0))
-        self.indexes = {m: store.load_vector_index(m, commit=commit) for m in MODALITIES}
+        loaded = {} if previous is None else {s.key: s for segs in previous.segments.values() for s in segs}
+        self.segments: dict[str, list[LoadedSegment]] = {m: [loaded.get((info["name"], info.get("sha256"))) or _load(store, info)
+                             for info in store.segments(m, commit=commit)] for m in MODALITIES}
         self.attribute_fields = frozenset(store.attribute_fields())
-        image_pk, product_pk, position = store.image_owners()
-        order = np.argsort(image_pk, kind="stable")
-        self._image_pk, self._image_owner = image_pk[order], product_pk[order]
+        text_ids, text_segments = store.vector_ids("text")
+        image_pk, product_pk, position, image_segments = store.image_owners()
+        self._image_pk, self._image_owner = image_pk, product_pk
         grouped = np.lexsort((position, product_pk))
         self._grouped_product = product_pk[grouped]
         self._grouped_image = image_pk[grouped]
         self._grouped_position = position[grouped]
-        text_index = self.indexes["text"]
-        self._text_ids = np.sort(faiss.vector_to_array(cast(faiss.IndexIDMap, text_index).id_map)) if text_index.ntotal else np.empty(0, np.int64)
-        self.exact = all(vector_files.is_exact(ix) for ix in self.indexes.values())
-        self.tunings = {m: store.tuning(m, commit=commit) for m in MODALITIES}
-        self._reconstruct = all(vector_files.stores_full_vectors(ix) for ix in self.indexes.values())
+        self._text_ids = text_ids
+        #: Per modality: the live ids (sorted) and the position in ``segments[m]`` of the segment holding each.
+        self._live = {"text": (text_ids, self._slots("text", text_segments)),
+                      "image": (image_pk, self._slots("image", image_segments))}
+        self._dead = {m: [_dead_selector(s.ids, self._live[m][0][self._live[m][1] == i])
+                          for i, s in enumerate(self.segments[m])] for m in MODALITIES}
+        every = [s for segs in self.segments.values() for s in segs]
+        self.exact = all(vector_files.is_exact(s.index) for s in every)
+        self._reconstruct = all(vector_files.stores_full_vectors(s.index) for s in every)
         self._reference: dict[str, Any] | None = None
         self._reference_size = 0
         #: Per-commit values derived on the query path (e.g. field values embedded by the engine's encoder).
         self.derived: dict[str, Any] = {}
-        #: The catalog's nameable fields for this commit, built by the first query that needs them.
+        #: The catalog's nameable fields for this commit: the previous commit's table refreshed with what
+        #: changed when it was built, else built by the first query that needs it.
         self.fields = LazyFieldTable(lambda: FieldTable(store.field_rows(), priors=field_priors, synonyms=synonyms))
+        before = None if previous is None else previous.fields.built
+        if before is not None:
+            refreshed = before.refreshed(store.field_rows(since=previous.generation if previous else 0),
+                                         store.product_pk_array())
+            if refreshed is not None:
+                self.fields = LazyFieldTable.of(refreshed)
+
+    def _slots(self, modality: str, numbers: np.ndarray) -> np.ndarray:
+        order = {int(s.info["number"]): i for i, s in enumerate(self.segments[modality])}
+        lookup = np.full(max(order, default=0) + 2, -1, dtype=np.int64)
+        for number, slot in order.items():
+            lookup[number] = slot
+        slots: np.ndarray = lookup[np.clip(numbers, -1, len(lookup) - 2)]
+        return slots
 
     def reference(self, size: int) -> dict[str, Any]:
         """The vectors of a fixed sample of this commit's products (every k-th by pk, at most ``size``): each
@@ -66,37 +106,70 @@ class VectorView:
         """Products with a text vector in this commit (every stored product has one unless its text is empty)."""
         return len(self._text_ids)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per modality: segments, live and dead vectors."""
+        return {m: {"segments": len(self.segments[m]), "live": len(self._live[m][0]),
+                    "dead": sum(int(s.index.ntotal) for s in self.segments[m]) - len(self._live[m][0])} for m in MODALITIES}
+
+    def known(self, product_pks: np.ndarray) -> np.ndarray:
+        """Which of ``product_pks`` this view holds vectors of (a query whose snapshot is a commit newer than the
+        view, while another thread loads it, keeps only these)."""
+        known: np.ndarray = member(product_pks, self._text_ids) | member(product_pks, self._grouped_product)
+        return known
+
     def owners_of(self, image_ids: np.ndarray) -> np.ndarray:
         """Product pk of each image pk (all must exist)."""
         return self._image_owner[np.searchsorted(self._image_pk, image_ids)]
 
-    def tuning(self, modality: str, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> vector_files.SearchTuning:
-        """Search settings for ``k`` hits: the given values, else the ones tuned at commit (efSearch >= k)."""
-        tuned = self.tunings[modality]
-        return vector_files.SearchTuning(ef_search=max(ef_search or tuned.ef_search, k), nprobe=nprobe or tuned.nprobe,
-                                         rescore=tuned.rescore)
+    def search(self, modality: str, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
+               ef_search: int | None = None, nprobe: int | None = None, threads: int | None = None) -> np.ndarray:
+        """Ids of the top-``k`` live vectors of ``modality`` over every segment (within ``allowed`` when given)."""
+        scores: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        shared = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
+        for segment, dead in zip(self.segments[modality], self._dead[modality]):
+            tuned = vector_files.SearchTuning(**segment.info.get("tuning", {}))
+            tuning = vector_files.SearchTuning(ef_search=max(ef_search or tuned.ef_search, k), nprobe=nprobe or tuned.nprobe,
+                                               rescore=tuned.rescore)
+            found_scores, found_ids = vector_files.search(segment.index, query, max(k, tuning.rescore), tuning=tuning,
+                                                          selector=shared if shared is not None else dead,
+                                                          omp_threads=threads)
+            keep = found_ids[0] >= 0
+            scores.append(found_scores[0][keep])
+            ids.append(found_ids[0][keep])
+        if not ids:
+            return np.empty(0, np.int64)
+        all_scores, all_ids = np.concatenate(scores), np.concatenate(ids)
+        depth = max(k, max((s.info.get("tuning", {}).get("rescore", 0) for s in self.segments[modality]), default=0))
+        best: np.ndarray = all_ids[np.argsort(-all_scores, kind="stable")[:depth]]
+        return best
 
     def ann_candidates(self, query: np.ndarray, n: int, allowed: tuple[np.ndarray, np.ndarray] | None, *,
                        ef_search: int | None = None, nprobe: int | None = None, threads: int | None = None) -> np.ndarray:
-        """Union of the top-``n`` text hits and the products of the top-``2n`` image hits (more where the
-        index was tuned to re-score more of its compressed hits exactly)."""
+        """Union of the top-``n`` text hits and the products of the top-``2n`` image hits (more where a segment
+        was tuned to re-score more of its compressed hits exactly)."""
         q = query.reshape(1, -1)
-        text_tuning = self.tuning("text", n, ef_search=ef_search, nprobe=nprobe)
-        image_tuning = self.tuning("image", 2 * n, ef_search=ef_search, nprobe=nprobe)
-        _, text_ids = vector_files.search(self.indexes["text"], q, max(n, text_tuning.rescore),
-                                          allowed=None if allowed is None else allowed[0], tuning=text_tuning,
-                                          omp_threads=threads)
-        _, image_ids = vector_files.search(self.indexes["image"], q, max(2 * n, image_tuning.rescore),
-                                           allowed=None if allowed is None else allowed[1], tuning=image_tuning,
-                                           omp_threads=threads)
-        image_ids = image_ids[image_ids >= 0]
-        return np.unique(np.concatenate([text_ids[text_ids >= 0], self.owners_of(image_ids)]))
+        text_ids = self.search("text", q, n, allowed=None if allowed is None else allowed[0], ef_search=ef_search,
+                               nprobe=nprobe, threads=threads)
+        image_ids = self.search("image", q, 2 * n, allowed=None if allowed is None else allowed[1], ef_search=ef_search,
+                                nprobe=nprobe, threads=threads)
+        return np.unique(np.concatenate([text_ids, self.owners_of(image_ids)]))
 
     def images_of(self, product_pks: np.ndarray) -> np.ndarray:
         """The image pks of ``product_pks`` (sorted; in memory, no SQL)."""
         left = np.searchsorted(self._grouped_product, product_pks, side="left")
         right = np.searchsorted(self._grouped_product, product_pks, side="right")
         return np.sort(self._grouped_image[_ranges(left, right - left)])
+
+    def _reconstructed(self, modality: str, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of live ``ids``, read back from the segments that hold them."""
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        live, slots = self._live[modality]
+        slot = slots[np.searchsorted(live, ids)]
+        for i in np.unique(slot):
+            rows = np.flatnonzero(slot == i)
+            out[rows] = self.segments[modality][int(i)].index.reconstruct_batch(ids[rows])
+        return out
 
     def vectors_of(self, product_pks: np.ndarray) -> dict[str, Any]:
         """Candidate vectors in the layout of ``IndexStore.vectors_of`` (exact copies either way)."""
@@ -106,13 +179,13 @@ class VectorView:
         has_text = member(product_pks, self._text_ids)
         text = np.zeros((n, self.dim), dtype=np.float32)
         if has_text.any():
-            text[has_text] = self.indexes["text"].reconstruct_batch(product_pks[has_text])
+            text[has_text] = self._reconstructed("text", product_pks[has_text])
         left = np.searchsorted(self._grouped_product, product_pks, side="left")
         right = np.searchsorted(self._grouped_product, product_pks, side="right")
         counts = right - left
         rows = _ranges(left, counts)
         image_ids = self._grouped_image[rows]
-        images = self.indexes["image"].reconstruct_batch(image_ids) if len(image_ids) else np.empty((0, self.dim), np.float32)
+        images = self._reconstructed("image", image_ids) if len(image_ids) else np.empty((0, self.dim), np.float32)
         return {
             "text": text,
             "has_text": has_text,
@@ -120,6 +193,23 @@ class VectorView:
             "image_owner": np.repeat(np.arange(n), counts),
             "image_position": self._grouped_position[rows],
         }
+
+
+def _load(store: IndexStore, info: dict[str, Any]) -> LoadedSegment:
+    index = store.load_segment(info)
+    ids = np.sort(faiss.vector_to_array(cast(faiss.IndexIDMap, index).id_map)) if index.ntotal else np.empty(0, np.int64)
+    return LoadedSegment(info=info, index=index, ids=ids.astype(np.int64))
+
+
+def _dead_selector(held: np.ndarray, live: np.ndarray) -> faiss.IDSelector | None:
+    """A selector that excludes a segment's tombstones (None when it has none)."""
+    dead = np.setdiff1d(held, live, assume_unique=True)
+    if not len(dead):
+        return None
+    inner = faiss.IDSelectorBatch(np.ascontiguousarray(dead, dtype=np.int64))
+    selector = faiss.IDSelectorNot(inner)
+    selector.__dict__["_inner"] = inner  # keep the wrapped selector alive as long as this one
+    return selector
 
 
 def member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:

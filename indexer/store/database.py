@@ -160,3 +160,12 @@ def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order)) - first
     return ranks
+
+
+def int_table(conn: Any, sql: str, columns: int, params: tuple[Any, ...] = ()) -> np.ndarray:
+    """The integer rows of ``sql`` as an (n, ``columns``) int64 array, read from the DBAPI cursor as plain tuples
+    (numpy probing SQLAlchemy ``Row`` objects one by one costs ~50x more: 6 s for 100k rows)."""
+    cursor = conn.exec_driver_sql(sql, params).cursor
+    rows = cursor.fetchall() if cursor is not None else []
+    return np.array(rows, dtype=np.int64).reshape(len(rows), columns)
+

@@ -1,15 +1,15 @@
-"""The index folder: one SQLite database (the truth) plus two FAISS files (derived).
+"""The index folder: one SQLite database (the truth) plus FAISS segment files (derived).
 
 Layout of a folder::
 
-    vitrina.db              products, images, vectors, index_meta (WAL mode)
-    image.<gen>.faiss       image vectors, ids = images.pk
-    text.<gen>.faiss        text vectors, ids = products.pk
+    vitrina.db              products, images, text vectors, attribute values, index_meta (WAL mode)
+    image.<n>.faiss         image segment number n, ids = images.pk
+    text.<n>.faiss          text segment number n, ids = products.pk
 
-A commit writes the FAISS files of a new generation (temp file, fsync, rename), then
-records that generation in ``index_meta`` in the same SQLite transaction as the product
-rows, then deletes the older generation.  A reader loads whatever generation the database
-names, so a crash at any point leaves the last commit readable.
+A commit writes its new segment files (temp file, fsync, rename), then records the live segments in
+``index_meta`` in the same SQLite transaction as the product rows, then deletes the files no commit
+names.  A reader loads whatever segments the database names, so a crash at any point leaves the last
+commit readable.  See ``indexer.store.segments`` for tombstones and merges.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import faiss
 import numpy as np
-from sqlalchemy import column, func, literal_column, select, table
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -32,23 +32,18 @@ from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE
 from indexer.encoders.base import ModelIdentity
 from indexer.errors import IndexFormatError
-from indexer.catalog import encodable
-from indexer.store.database import WRITE, blobs_to_matrix, image_ranks, make_engine, write_errors
+from indexer.store.database import WRITE, int_table, make_engine, write_errors
 from indexer.store.lock import WriteLock
+from indexer.store.product_reads import ProductReads
 from indexer.store.records import MODALITIES
-from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, FTS_WEIGHTS, Base, ImageRow, IndexMeta, Product
+from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, Base, IndexMeta
 
-
-
-_BM25 = f"-bm25(products_fts, {', '.join(repr(w) for w in FTS_WEIGHTS)})"
-_LEXICAL_SQL = (f"SELECT rowid, {_BM25} AS score FROM products_fts WHERE products_fts MATCH ? "
-                "ORDER BY score DESC, rowid LIMIT ?")
 
 #: What an "auto" index starts as (exact search), before its first commit re-chooses by size.
 FIRST_AUTO_TYPE = "Flat"
 
 
-class IndexStore:
+class IndexStore(ProductReads):
     """An opened index folder.  ``open`` gives a reader; ``create`` or ``open(writable=True)`` a writer."""
 
     def __init__(self, folder: Path, engine: Engine, *, writable: bool):
@@ -62,7 +57,7 @@ class IndexStore:
         self.index_type: str = meta["index_type"]  # "auto" or a FAISS factory string
         self.max_memory: int | None = meta.get("max_memory")
         self.model_spec: dict[str, Any] = meta.get("model_spec", {})
-        self.commit_info: dict[str, Any] = meta.get("commit", {"generation": 0, "files": {}})
+        self.commit_info: dict[str, Any] = meta.get("commit", {"generation": 0, "segments": {}})
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -114,7 +109,7 @@ class IndexStore:
                     IndexMeta(key="index_type", value=index_type),
                     IndexMeta(key="max_memory", value=max_memory),
                     IndexMeta(key="created_at", value=time.time()),
-                    IndexMeta(key="commit", value={"generation": 0, "files": {}}),
+                    IndexMeta(key="commit", value={"generation": 0, "segments": {}, "next_segment": 1}),
                 ]
             )
         return cls(folder, engine, writable=True)
@@ -179,9 +174,10 @@ class IndexStore:
         self.commit_info = value
         return changed
 
-    # -- FAISS files -----------------------------------------------------------------
-    def file_path(self, modality: str, generation: int) -> Path:
-        return self.folder / f"{modality}.{generation}.faiss"
+    # -- segments ------------------------------------------------------------------------
+    def segments(self, modality: str, *, commit: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The live segments of ``modality`` in ``commit`` (default: the live one), oldest first."""
+        return list((commit or self.commit_info).get("segments", {}).get(modality, []))
 
     def set_max_memory(self, max_memory: int | None) -> None:
         """Change the memory budget of an "auto" index (used from its next commit)."""
@@ -189,196 +185,59 @@ class IndexStore:
             session.merge(IndexMeta(key="max_memory", value=max_memory))
         self.max_memory = max_memory
 
+    def _largest(self, modality: str, commit: dict[str, Any] | None) -> dict[str, Any]:
+        found = self.segments(modality, commit=commit)
+        return max(found, key=lambda s: int(s.get("ntotal", 0))) if found else {}
+
     def factory(self, modality: str, *, commit: dict[str, Any] | None = None) -> str:
-        """The FAISS factory string ``modality``'s index has in ``commit`` (default: the live one)."""
-        info = (commit or self.commit_info).get("files", {}).get(modality) or {}
+        """The FAISS factory string of ``modality``'s largest segment in ``commit`` (default: the live one)."""
+        info = self._largest(modality, commit)
         if "index_type" in info:
             return cast(str, info["index_type"])
         return FIRST_AUTO_TYPE if self.index_type == AUTO_INDEX_TYPE else self.index_type
 
     def tuning(self, modality: str, *, commit: dict[str, Any] | None = None) -> vector_files.SearchTuning:
-        """efSearch / nprobe tuned for ``modality``'s index when it was written (defaults when never tuned)."""
-        info = (commit or self.commit_info).get("files", {}).get(modality) or {}
-        return vector_files.SearchTuning(**info.get("tuning", {}))
+        """efSearch / nprobe tuned for ``modality``'s largest segment (defaults when never tuned)."""
+        return vector_files.SearchTuning(**self._largest(modality, commit).get("tuning", {}))
 
-    def load_vector_index(self, modality: str, *, commit: dict[str, Any] | None = None) -> faiss.Index:
-        """The FAISS index of ``commit`` (default: the live one) for ``modality``, checked against the database."""
-        info = (commit or self.commit_info).get("files", {}).get(modality)
-        if info is None:
-            return vector_files.make_index(self.factory(modality, commit=commit), self.identity.dim)
-        count = self.vector_count(modality)
+    def load_segment(self, info: dict[str, Any]) -> faiss.Index:
+        """One segment file, checked against what its commit recorded (size, checksum, vector count)."""
         return vector_files.read(self.folder / info["name"], expected_size=info["size"],
-                                 expected_sha256=info.get("sha256"), expected_count=count)
+                                 expected_sha256=info.get("sha256"), expected_count=info.get("ntotal"))
 
-    def check(self) -> dict[str, int]:
-        """Full consistency check of the live commit; ``IndexFormatError`` names what is wrong."""
-        summary = {"generation": int(self.commit_info.get("generation", 0)), "products": self.counts()["products"]}
+    def vector_ids(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, segment numbers) of ``modality``'s live vectors, sorted by id (one indexed scan)."""
+        sql = ("SELECT pk, coalesce(segment, -1) FROM images ORDER BY pk" if modality == "image"
+               else "SELECT product_pk, coalesce(segment, -1) FROM text_vectors ORDER BY product_pk")
         with self._connect() as conn:
-            expected = {
-                "text": set(conn.execute(select(Product.pk).where(Product.text_vector.is_not(None))).scalars()),
-                "image": set(conn.execute(select(ImageRow.pk)).scalars()),
-            }
+            table = int_table(conn, sql, 2)
+        return table[:, 0].copy(), table[:, 1].copy()
+
+    def check(self) -> dict[str, Any]:
+        """Full consistency check of the live commit, segment by segment; ``IndexFormatError`` names what is wrong.
+
+        Every segment file must match its recorded size, checksum and count; every live vector row must
+        name a live segment that holds its id; ids in a file that no row names are tombstones (counted)."""
+        summary: dict[str, Any] = {"generation": int(self.commit_info.get("generation", 0)), "products": self.counts()["products"]}
+        repair = f"rebuild it with `vitrina repair --index {self.folder}`"
         for modality in MODALITIES:
-            index = self.load_vector_index(modality)
-            ids = set(faiss.vector_to_array(cast(faiss.IndexIDMap, index).id_map).tolist()) if index.ntotal else set()
-            if ids != expected[modality]:
-                raise IndexFormatError(
-                    f"{self.folder}: {modality} index ids differ from the database "
-                    f"({len(ids - expected[modality])} extra, {len(expected[modality] - ids)} missing); "
-                    f"rebuild it with `vitrina repair --index {self.folder}`"
-                )
+            ids, numbers = self.vector_ids(modality)
+            dead = 0
+            listed = {int(info["number"]) for info in self.segments(modality)}
+            stray = set(np.unique(numbers).tolist()) - listed
+            if stray:
+                raise IndexFormatError(f"{self.folder}: {modality} vectors name segments {sorted(stray)} that the commit "
+                                       f"does not list; {repair}")
+            for info in self.segments(modality):
+                index = self.load_segment(info)
+                held = np.sort(faiss.vector_to_array(cast(faiss.IndexIDMap, index).id_map)) if index.ntotal else np.empty(0, np.int64)
+                mine = ids[numbers == int(info["number"])]
+                missing = np.setdiff1d(mine, held)
+                if len(missing):
+                    raise IndexFormatError(f"{self.folder / info['name']}: {len(missing)} of its {len(mine)} live {modality} "
+                                           f"vectors are missing from the file; {repair}")
+                dead += len(held) - len(mine)
             summary[modality] = len(ids)
+            summary[f"{modality}_dead"] = dead
+            summary[f"{modality}_segments"] = len(listed)
         return summary
-
-    def vector_count(self, modality: str) -> int:
-        with self._connect() as conn:
-            if modality == "image":
-                return conn.execute(select(func.count()).select_from(ImageRow)).scalar_one()
-            return conn.execute(select(func.count()).select_from(Product).where(Product.text_vector.is_not(None))).scalar_one()
-
-    # -- reading ---------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
-        with self._connect() as conn:
-            products = conn.execute(select(func.count()).select_from(Product)).scalar_one()
-        return {"products": products, "images": self.vector_count("image"), "texts": self.vector_count("text")}
-
-    def attribute_fields(self) -> list[str]:
-        """Attribute names present in the catalog (filterable beside price, category, brand)."""
-        with self._connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT DISTINCT key FROM products, json_each(products.attributes) ORDER BY key"
-            ).all()
-        return [r[0] for r in rows]
-
-    def product_pks(self, ids: Iterable[str]) -> dict[str, int]:
-        """Stored pk of each of ``ids`` that is stored (an id that is not text, or holds a lone surrogate, never is)."""
-        ids = [i for i in ids if isinstance(i, str) and encodable(i)]
-        if not ids:
-            return {}
-        with self._connect() as conn:
-            rows = conn.execute(select(Product.id, Product.pk).where(Product.id.in_(ids))).all()
-        return {row.id: row.pk for row in rows}
-
-    def allowed(self, clauses: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(product pks, image pks) of the products matching every clause."""
-        with self._connect() as conn:
-            pks = conn.execute(select(Product.pk).where(*clauses)).scalars().all()
-            product_pks = np.fromiter(pks, dtype=np.int64, count=len(pks))
-            subquery = select(Product.pk).where(*clauses).scalar_subquery()
-            image_pks = conn.execute(select(ImageRow.pk).where(ImageRow.product_pk.in_(subquery))).scalars().all()
-        return product_pks, np.fromiter(image_pks, dtype=np.int64, count=len(image_pks))
-
-    def product_pks_of_images(self, image_pks: Sequence[int]) -> list[int]:
-        with self._connect() as conn:
-            return list(conn.execute(select(ImageRow.product_pk).where(ImageRow.pk.in_(list(image_pks)))).scalars())
-
-    def lexical(self, words: Sequence[str], *, clauses: list[Any] | None = None, limit: int = 100) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 candidates for ``words`` (any of them): (product pks, scores; higher is better)."""
-        if not words:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-        if clauses:
-            fts = table("products_fts", column("rowid"))
-            score = (-func.bm25(literal_column("products_fts"), *(literal_column(repr(w)) for w in FTS_WEIGHTS))).label("score")
-            statement = (select(fts.c.rowid, score).where(literal_column("products_fts").op("MATCH")(match))
-                         .where(fts.c.rowid.in_(select(Product.pk).where(*clauses)))
-                         .order_by(score.desc(), fts.c.rowid).limit(int(limit)))
-            with self._connect() as conn:
-                rows = conn.execute(statement).all()
-        else:  # the common case, on every text search: plain SQL
-            with self._connect() as conn:
-                rows = conn.exec_driver_sql(_LEXICAL_SQL, (match, int(limit))).all()
-        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
-
-    def word_counts(self, words: Sequence[str]) -> dict[str, int]:
-        """How many products each of ``words`` occurs in (words in no product are left out)."""
-        if not words:
-            return {}
-        marks = ",".join("?" * len(words))
-        with self._connect() as conn:
-            rows = conn.exec_driver_sql(f"SELECT term, doc FROM temp.products_fts_words WHERE term IN ({marks})", tuple(words)).all()
-        return {term: int(doc) for term, doc in rows}
-
-    def field_rows(self) -> list[tuple[int, str | None, str | None, str | None, dict[str, Any]]]:
-        """(pk, title, category, brand, attributes) of every product: the read path's field table is built
-        from these once per commit."""
-        with self._connect() as conn:
-            rows = conn.exec_driver_sql("SELECT pk, title, category, brand, attributes FROM products").all()
-        return [(int(r[0]), r[1], r[2], r[3], r[4] if isinstance(r[4], dict) else json.loads(r[4] or "{}")) for r in rows]
-
-    def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image pk, product pk, index of the image in its product's ``products()[pk]["images"]``) of every
-        stored image (the index, not the catalog position: an image that failed to load leaves no gap)."""
-        with self._connect() as conn:
-            rows = conn.execute(select(ImageRow.pk, ImageRow.product_pk, ImageRow.position)).all()
-        if not rows:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-        table = np.array(rows, dtype=np.int64)
-        return table[:, 0].copy(), table[:, 1].copy(), image_ranks(table[:, 1], table[:, 2])
-
-    def vectors_of(self, product_pks: Sequence[int]) -> dict[str, Any]:
-        """Stored vectors of ``product_pks`` (in that order) for exact scoring.
-
-        Returns ``text`` (n, d) with zero rows where a product has no text, ``has_text`` (n,),
-        ``images`` (m, d), ``image_owner`` (m,) row in ``product_pks``, ``image_position`` (m,): the image's
-        index in its product's ``products()[pk]["images"]``.
-        """
-        dim = self.identity.dim
-        order = {pk: i for i, pk in enumerate(product_pks)}
-        text = np.zeros((len(order), dim), dtype=np.float32)
-        has_text = np.zeros(len(order), dtype=bool)
-        with self._connect() as conn:
-            for pk, blob in conn.execute(select(Product.pk, Product.text_vector).where(Product.pk.in_(list(order)))):
-                if blob is not None:
-                    text[order[pk]] = np.frombuffer(blob, dtype=np.float32)
-                    has_text[order[pk]] = True
-            rows = conn.execute(
-                select(ImageRow.product_pk, ImageRow.position, ImageRow.vector).where(ImageRow.product_pk.in_(list(order)))
-            ).all()
-        return {
-            "text": text,
-            "has_text": has_text,
-            "images": blobs_to_matrix([r.vector for r in rows], dim),
-            "image_owner": np.array([order[r.product_pk] for r in rows], dtype=np.int64),
-            "image_position": image_ranks(np.array([r.product_pk for r in rows], dtype=np.int64),
-                                          np.array([r.position for r in rows], dtype=np.int64)),
-        }
-
-    def products(self, product_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Metadata of ``product_pks`` as plain dicts, keyed by pk.  ``images`` lists the stored images in
-        catalog order (an image that could not be loaded is not among them): ``image_owners`` and
-        ``vectors_of`` give each image's index in this list.
-
-        On the query path for every search: plain SQL with positional parameters (no statement to build).
-        """
-        pks = [int(pk) for pk in product_pks]
-        if not pks:
-            return {}
-        marks = ",".join("?" * len(pks))
-        with self._connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT pk, id, title, description, price, category, brand, attributes FROM products "
-                f"WHERE pk IN ({marks})", tuple(pks)).all()
-            images = conn.exec_driver_sql(
-                f"SELECT product_pk, location FROM images WHERE product_pk IN ({marks}) ORDER BY product_pk, position",
-                tuple(pks)).all()
-        locations: dict[int, list[str]] = {}
-        for owner, location in images:
-            locations.setdefault(owner, []).append(location)
-        out = {}
-        for r in rows:
-            attributes = r.attributes if isinstance(r.attributes, dict) else json.loads(r.attributes or "{}")
-            out[r.pk] = {
-                "id": r.id, "title": r.title, "description": r.description, "price": r.price,
-                "category": r.category, "brand": r.brand, "attributes": attributes, "images": locations.get(r.pk, []),
-            }
-        return out
-
-    def content_hashes(self) -> dict[str, str | None]:
-        """Stored product id → content hash, for incremental indexing."""
-        with self._connect() as conn:
-            return dict(conn.execute(select(Product.id, Product.content_hash)).all())
-
-    def product_ids(self) -> set[str]:
-        with self._connect() as conn:
-            return set(conn.execute(select(Product.id)).scalars())

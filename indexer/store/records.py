@@ -31,11 +31,14 @@ class EmbeddedProduct:
     text_vector: np.ndarray | None
     images: tuple[EmbeddedImage, ...] = ()
     content_hash: str | None = None
+    #: Hash of what was embedded (text, image locations and bytes); see ``schema.Product.embed_hash``.
+    embed_hash: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class CommitInfo:
     generation: int
-    files: dict[str, dict[str, Any]]
+    #: The live segments of each modality after the commit (see ``indexer.store.segments``).
+    files: dict[str, list[dict[str, Any]]]
     products: int
     images: int

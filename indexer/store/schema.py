@@ -1,11 +1,15 @@
 """SQLAlchemy models of an index folder's SQLite database (the metadata half of the contract).
 
 SQLite is the source of truth: it holds every product, its images and their vectors
-(float32 blobs).  The FAISS files are derived search structures, addressed by the
-integer primary keys below:
+(float32 blobs, in tables of their own so that the rows filters read stay small).  The FAISS
+segment files are derived search structures, addressed by the integer primary keys below:
 
-* ``products.pk`` is the product's id in the *text* FAISS index;
-* ``images.pk`` is the image's id in the *image* FAISS index.
+* ``products.pk`` is the product's id in the *text* segments (``text_vectors.product_pk``);
+* ``images.pk`` is the image's id in the *image* segments.
+
+Each vector row names the segment that holds it (``segment``; NULL while staged by a writer that
+has not committed).  A vector in a segment file whose row is gone is dead (a tombstone): readers
+exclude it, merges drop it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Bumped whenever the folder layout or these tables change incompatibly.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DATABASE_FILE = "vitrina.db"
 
 
@@ -37,9 +41,13 @@ class Product(Base):
     category: Mapped[str | None] = mapped_column(String, index=True)
     brand: Mapped[str | None] = mapped_column(String, index=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    #: Unit text vector (float32 bytes), or NULL when the product has no text.
-    text_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Hash of everything (``embed_hash`` included): unchanged products are skipped by incremental runs.
     content_hash: Mapped[str | None] = mapped_column(String)
+    #: Hash of what is embedded (text, image locations and bytes): when only the rest changes, a product is
+    #: updated in place (same pk, no encoder call, no vector work).
+    embed_hash: Mapped[str | None] = mapped_column(String)
+    #: Generation of the commit that last wrote this row (readers refresh what changed since theirs).
+    generation: Mapped[int] = mapped_column(Integer, default=0, index=True)
 
     images: Mapped[list[ImageRow]] = relationship(
         back_populates="product", cascade="all, delete-orphan", order_by="ImageRow.position"
@@ -55,10 +63,37 @@ class ImageRow(Base):
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     location: Mapped[str] = mapped_column(Text, nullable=False)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    segment: Mapped[int | None] = mapped_column(Integer, index=True)
 
     product: Mapped[Product] = relationship(back_populates="images")
 
     __table_args__ = (Index("ix_images_product", "product_pk", "position"), {"sqlite_autoincrement": True})
+
+
+class TextVector(Base):
+    """A product's unit text vector (float32 bytes); products without text have no row."""
+
+    __tablename__ = "text_vectors"
+
+    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    segment: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class AttributeValue(Base):
+    """One attribute value of a product, typed for indexed filters: ``text`` always (a number's text form,
+    ``true``/``false`` for booleans), ``number`` when the value is a number or numeric text, so ``size=42``
+    matches a CSV's ``"42"`` and a JSONL's ``42``."""
+
+    __tablename__ = "attribute_values"
+
+    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    number: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_attribute_text", "key", "text", "product_pk"),
+                      Index("ix_attribute_number", "key", "number", "product_pk"))
 
 
 #: Full-text index over the products' words, kept in step with ``products`` by triggers.

@@ -79,11 +79,6 @@ def stores_full_vectors(index: faiss.Index) -> bool:
     return isinstance(inner, faiss.IndexFlat)
 
 
-def supports_removal(index: faiss.Index) -> bool:
-    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    return not isinstance(inner, (faiss.IndexHNSW,))
-
-
 def train_and_add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, seed: int = 1234) -> None:
     """Add ``vectors`` under ``ids``, training the index first if it needs it."""
     if len(ids) == 0:
@@ -108,18 +103,21 @@ def search(
     k: int,
     *,
     allowed: np.ndarray | None = None,
+    selector: faiss.IDSelector | None = None,
     tuning: SearchTuning = SearchTuning(),
     omp_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (scores, ids) per query row; ``-1`` ids are dropped by the caller.
 
-    ``allowed`` restricts the search to those ids through a FAISS ID selector; ``omp_threads`` sets FAISS's
-    threads for this call only.
+    ``allowed`` restricts the search to those ids through a FAISS ID selector (or give the ``selector``
+    itself, built once for several searches); ``omp_threads`` sets FAISS's threads for this call only.
     """
     k = max(1, min(k, index.ntotal)) if index.ntotal else 0
     if k == 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-    params = _search_parameters(index, allowed, tuning)
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+    params = _search_parameters(index, selector, tuning)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     with threads(omp_threads):
         if params is None:
@@ -127,9 +125,8 @@ def search(
         return index.search(queries, k, params=params)
 
 
-def _search_parameters(index: faiss.Index, allowed: np.ndarray | None, tuning: SearchTuning) -> faiss.SearchParameters | None:
+def _search_parameters(index: faiss.Index, selector: faiss.IDSelector | None, tuning: SearchTuning) -> faiss.SearchParameters | None:
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
     params: faiss.SearchParameters
     if isinstance(inner, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's bundled stubs

@@ -4,7 +4,11 @@
 
 POINT is one of: after-commit (after the Nth commit), encoding (inside the Nth image
 batch), faiss-write (half-way through writing the Nth FAISS file), before-sqlite-commit
-(the Nth commit's FAISS files renamed into place, its SQLite transaction not yet run).
+(the Nth commit's segment files renamed into place, its SQLite transaction not yet run),
+merge-write (half-way through writing the Nth merged segment), merge-before-sqlite-commit
+(the Nth commit's merged segment in place, its transaction not yet run), before-cleanup (the Nth
+commit done, the files it replaced not yet removed).  The merge points make every commit merge
+all segments (the tiered policy would wait for ten).
 """
 
 from __future__ import annotations
@@ -62,18 +66,56 @@ def plant(point: str, n: int) -> None:
                 die()
 
         vectors.faiss.write_index = write_index
-    elif point == "before-sqlite-commit":
-        original_atomic = vectors.write_atomic
-        written = {"files": 0}
+    elif point in ("before-sqlite-commit", "merge-before-sqlite-commit", "merge-write", "before-cleanup"):
+        from sqlalchemy.orm import Session
 
-        def write_atomic(index, path):
-            result = original_atomic(index, path)
-            written["files"] += 1
-            if written["files"] % 2 == 0 and hit():  # both files of this commit are in place
-                die()
-            return result
+        from indexer.store import segments
 
-        vectors.write_atomic = write_atomic
+        if point.startswith("merge"):
+            segments.plan_merge = lambda states, config: [s.number for s in states] if len(states) > 1 else []
+        original_merge = writer.IndexWriter._merge
+        merging = {"now": False, "done": False}
+
+        def merge(self, *args, **kwargs):
+            merging["now"] = True
+            try:
+                number = original_merge(self, *args, **kwargs)
+            finally:
+                merging["now"] = False
+            merging["done"] = merging["done"] or bool(self.merged)
+            return number
+
+        writer.IndexWriter._merge = merge
+        if point == "merge-write":
+            original_write = faiss.write_index
+
+            def write_index(index, path):
+                original_write(index, path)
+                if merging["now"] and hit():
+                    with open(path, "r+b") as handle:
+                        handle.truncate(os.path.getsize(path) // 2)
+                    die()
+
+            vectors.faiss.write_index = write_index
+        else:
+            original_session_commit = Session.commit
+
+            def session_commit(self):
+                if point != "before-cleanup" and (point == "before-sqlite-commit" or merging["done"]) and hit():
+                    die()
+                original_session_commit(self)
+                merging["done"] = False
+
+            Session.commit = session_commit
+            if point == "before-cleanup":
+                original_glob = writer.Path.glob
+
+                def glob(self, pattern):
+                    if pattern.startswith("image.") and hit():
+                        die()
+                    return original_glob(self, pattern)
+
+                writer.Path.glob = glob
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

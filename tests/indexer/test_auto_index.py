@@ -18,12 +18,18 @@ from vitrina.options import parse_size
 def small_flat_limit(tiny_encoder):
     """An IndexConfig allowing exact scans up to 30 vectors (instead of 64 MiB of them), so the tiny catalog
     outgrows Flat: its 24 text vectors stay exact, its 36 image vectors do not."""
-    return IndexConfig(vectors=VectorIndexConfig(flat_scan_bytes=30 * tiny_encoder.identity.dim * 4))
+    return IndexConfig(vectors=VectorIndexConfig(flat_scan_bytes=30 * tiny_encoder.identity.dim * 4, small_segment=0))
+
+
+#: Segments of any size get the type asked for (not an exact scan below ``small_segment``).
+EVERY_SIZE = VectorIndexConfig(small_segment=0)
 
 
 def _types(folder):
+    """Each modality's type and its largest segment's record."""
     with IndexStore.open(folder) as store:
-        return {m: store.factory(m) for m in ("text", "image")}, store.commit_info["files"]
+        largest = {m: max(store.segments(m), key=lambda s: s["ntotal"]) for m in ("text", "image")}
+        return {m: store.factory(m) for m in ("text", "image")}, largest
 
 
 def test_auto_is_the_default_and_small_indexes_stay_exact(built_index):
@@ -42,10 +48,11 @@ def test_auto_moves_a_modality_to_hnsw_when_it_outgrows_an_exact_scan(tmp_path, 
         before = [h.product_id for h in engine.search("red circle widget", k=5).hits]
 
     catalog.write_text("\n".join(lines) + "\n")  # 24 texts, 36 images: the images outgrow the exact limit
-    build_index(catalog, folder, encoder=tiny_encoder, config=small_flat_limit)
-    types, files = _types(folder)
+    report = build_index(catalog, folder, encoder=tiny_encoder, config=small_flat_limit)
+    assert report.commits == 2  # the new products' segments, then the merge a run that changed half the index ends with
+    types, files = _types(folder)  # merged: the type was re-chosen for the merged size
     assert types == {"text": "Flat", "image": "HNSW32"}
-    assert files["image"]["ntotal"] == 36 and files["image"]["tuned_at"] == 36
+    assert files["image"]["ntotal"] == 36
     assert files["image"]["recall"] >= 0.95 and files["image"]["tuning"]["ef_search"] >= 16
     with IndexStore.open(folder) as store:
         assert store.check()["products"] == 24
@@ -60,7 +67,7 @@ def test_auto_moves_a_modality_to_hnsw_when_it_outgrows_an_exact_scan(tmp_path, 
 
 def test_auto_under_a_tight_memory_budget_compresses_the_vectors(tmp_path, catalog, tiny_encoder):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(max_memory=2000))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(max_memory=2000, vectors=EVERY_SIZE))
     types, files = _types(folder)
     assert types == {"text": "SQ8", "image": "SQ8"}  # too few vectors to train IVF-PQ, and Flat/HNSW do not fit
     assert files["text"]["recall"] >= 0.95
@@ -72,7 +79,7 @@ def test_auto_under_a_tight_memory_budget_compresses_the_vectors(tmp_path, catal
 
 def test_a_fixed_factory_string_is_kept_and_tuned(tmp_path, catalog, tiny_encoder):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF4,Flat"))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF4,Flat", vectors=EVERY_SIZE))
     types, files = _types(folder)
     assert types == {"text": "IVF4,Flat", "image": "IVF4,Flat"}
     assert 1 <= files["image"]["tuning"]["nprobe"] <= 4 and files["image"]["recall"] >= 0.95
@@ -102,7 +109,7 @@ def test_max_memory_option_parses_sizes_and_refuses_nonsense(tmp_path, catalog):
 
 def test_compressed_codes_are_tuned_with_a_rescoring_depth(tmp_path, catalog, tiny_encoder):
     folder = tmp_path / "idx"
-    vectors = VectorIndexConfig(rescore_depths=(10, 36))  # 4-bit PQ codes over 32-d: coarse
+    vectors = VectorIndexConfig(rescore_depths=(10, 36), small_segment=0)  # 4-bit PQ codes over 32-d: coarse
     build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="IVF2,PQ4x4", vectors=vectors))
     _, files = _types(folder)
     image = files["image"]

@@ -1,11 +1,14 @@
 import numpy as np
 import pytest
 
-from indexer.config import IndexConfig
+from indexer.config import IndexConfig, VectorIndexConfig
 from indexer.errors import IndexFormatError
 from indexer.pipeline import build_index
 from indexer.store.reader import IndexStore
 from indexer.store.writer import IndexWriter
+
+#: Segments of any size get the index type asked for (not an exact scan below ``small_segment``).
+EVERY_SIZE = VectorIndexConfig(small_segment=0)
 
 
 def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
@@ -20,7 +23,7 @@ def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
         meta = store.products([pks["P001"]])[pks["P001"]]
         assert meta["price"] == 11.0 and meta["attributes"] == {"color": "green"} and len(meta["images"]) == 2
         for modality in ("image", "text"):
-            assert store.load_vector_index(modality).ntotal == store.vector_count(modality)
+            assert store.check()[modality] == store.vector_count(modality)
 
 
 def test_reindexing_skips_unchanged_and_replaces_changed_products(tmp_path, built_index, catalog, tiny_encoder):
@@ -35,7 +38,10 @@ def test_reindexing_skips_unchanged_and_replaces_changed_products(tmp_path, buil
     with IndexStore.open(built_index) as store:
         assert store.counts() == {"products": 24, "images": 36, "texts": 24}
         assert store.commit_info["generation"] == 2
-        assert sorted(p.name for p in built_index.glob("*.faiss")) == ["image.2.faiss", "text.2.faiss"]
+        # the two re-embedded products went to new segments; their old vectors are tombstones
+        assert sorted(p.name for p in built_index.glob("*.faiss")) == ["image.1.faiss", "image.3.faiss", "text.2.faiss", "text.4.faiss"]
+        summary = store.check()
+        assert (summary["text"], summary["text_dead"], summary["text_segments"]) == (24, 2, 2)
         pk = store.product_pks(["P003"])["P003"]
         assert "gadget" in store.products([pk])[pk]["title"]
 
@@ -50,16 +56,23 @@ def test_delete_missing_removes_products_no_longer_in_the_catalog(built_index, c
         ids = store.product_ids()
         assert "P010" in ids and "P020" not in ids and len(ids) == 20
         for modality in ("image", "text"):
-            assert store.load_vector_index(modality).ntotal == store.vector_count(modality)
+            assert store.check()[modality] == store.vector_count(modality)
 
 
 @pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat", "IVF2,PQ4x4"])
 def test_approximate_index_types_build_and_reopen(tmp_path, catalog, tiny_encoder, index_type):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE))
     with IndexStore.open(folder) as store:
-        assert store.index_type == index_type
-        assert store.load_vector_index("image").ntotal == 36
+        assert store.index_type == index_type and store.factory("image") == index_type
+        assert store.check()["image"] == 36
+
+
+def test_small_segments_of_a_fixed_type_are_exact_scans(tmp_path, catalog, tiny_encoder):
+    folder = tmp_path / "idx"
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="HNSW16"))
+    with IndexStore.open(folder) as store:
+        assert store.index_type == "HNSW16" and store.factory("image") == "Flat"  # 36 vectors: a graph costs more
 
 
 def test_invalid_factory_string_is_refused_before_anything_is_written(tmp_path, catalog, tiny_encoder):
@@ -74,7 +87,7 @@ def test_open_refuses_non_index_folders_and_torn_files(tmp_path, built_index):
     path = next(built_index.glob("image.*.faiss"))
     path.write_bytes(path.read_bytes()[:-10])
     with IndexStore.open(built_index) as store, pytest.raises(IndexFormatError, match="repair"):
-        store.load_vector_index("image")
+        store.check()
 
 
 def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypatch, tiny_encoder, catalog):
@@ -93,7 +106,7 @@ def test_commit_is_all_or_nothing_when_writing_faiss_fails(built_index, monkeypa
         build_index(extra, built_index, encoder=tiny_encoder)
     with IndexStore.open(built_index) as store:
         assert (store.counts(), store.commit_info) == before
-        assert store.load_vector_index("text").ntotal == 24
+        assert store.check()["text"] == 24
 
 
 def test_bad_images_are_reported_and_the_run_goes_on(tmp_path, tiny_encoder):
@@ -122,7 +135,7 @@ def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, in
     from search.vector_view import VectorView
 
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE))
     with IndexStore.open(folder) as store:
         view = VectorView(store)
         pks = np.array(sorted(store.product_pks([f"P{i:03d}" for i in (7, 0, 13)]).values()), dtype=np.int64)[::-1].copy()
@@ -132,7 +145,7 @@ def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, in
             np.testing.assert_array_equal(mine[key], truth[key])
         for key in ("images", "image_owner", "image_position"):
             np.testing.assert_array_equal(mine[key][order(mine)], truth[key][order(truth)])
-        image_pks, owners, _ = store.image_owners()
+        image_pks, owners, _, _ = store.image_owners()
         np.testing.assert_array_equal(view.owners_of(image_pks), owners)
 
 
@@ -142,7 +155,7 @@ def test_flipped_bytes_are_caught_by_the_checksum(built_index):
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with IndexStore.open(built_index) as store, pytest.raises(IndexFormatError, match="checksum.*vitrina repair"):
-        store.load_vector_index("text")
+        store.check()
 
 
 def test_a_second_writer_is_refused_while_readers_go_on(built_index, tiny_encoder):

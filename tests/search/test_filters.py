@@ -14,7 +14,7 @@ def test_compile_uses_bound_parameters_only():
                              "brand": {"in": ["A", "B"]}, "color": {"ne": "red"}}, attribute_fields={"color"})
     text = " ".join(sql(clauses))
     assert "DROP" not in text and "shoes" not in text and "red" not in text
-    assert text.count("?") >= 6
+    assert text.count("?") >= 5 and "POSTCOMPILE_brand" in text  # the list is bound at execution
 
 
 @pytest.mark.parametrize("where, message", [

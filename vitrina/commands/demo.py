@@ -172,4 +172,8 @@ def _index_is_current(index_dir: Path, encoder: Any, products: int) -> bool:
         with IndexStore.open(index_dir) as store:
             return store.identity.same_model(encoder.identity) and store.counts()["products"] == products
     except IndexFormatError:
+        if (index_dir / "vitrina.db").is_file():  # the demo's own index in an older format: built afresh
+            import shutil
+
+            shutil.rmtree(index_dir)
         return False

@@ -27,19 +27,13 @@ def info_command(index_dir: Path, as_json: bool) -> None:
     from indexer.store import IndexStore
 
     with IndexStore.open(index_dir) as store:
-        files = store.commit_info.get("files", {})
-        sizes = {name: (index_dir / info["name"]).stat().st_size if (index_dir / info["name"]).exists() else None for name, info in files.items()}
         db = sum(p.stat().st_size for p in index_dir.glob("vitrina.db*"))
-        vectors = {
-            modality: {"type": store.factory(modality), "vectors": info.get("ntotal"), "bytes": sizes.get(modality),
-                       "recall_at_10": info.get("recall"), "tuning": info.get("tuning"), "tuned_at": info.get("tuned_at")}
-            for modality, info in files.items()
-        }
+        vectors = {modality: _modality_info(store, index_dir, modality) for modality in ("text", "image")}
         data: dict[str, Any] = {
             "folder": str(index_dir), "model": store.identity.to_json(), "model_spec": store.model_spec,
             "index_type": store.index_type, "max_memory": store.max_memory, "vector_indexes": vectors,
             "counts": store.counts(), "generation": store.commit_info.get("generation"),
-            "bytes": {"database": db, **{f"{k}_index": v for k, v in sizes.items()}},
+            "bytes": {"database": db, **{f"{k}_index": v["bytes"] for k, v in vectors.items()}},
             "filter_fields": ["id", "price", "category", "brand", *store.attribute_fields()],
         }
     if as_json:
@@ -53,15 +47,38 @@ def info_command(index_dir: Path, as_json: bool) -> None:
     click.echo(f"index type {data['index_type']}{budget} (generation {data['generation']})")
     for modality, info in vectors.items():
         click.echo(f"  {modality:<8} {describe_vectors(info)}")
+        if len(info["segments"]) > 1 or info["dead"]:
+            click.echo(f"           {len(info['segments'])} segments, {info['live']} live and {info['dead']} dead vectors "
+                       f"(`vitrina optimize` merges them into one)")
     click.echo("sizes      " + ", ".join(f"{k} {human_size(v)}" for k, v in data["bytes"].items()))
     click.echo("filters    " + ", ".join(data["filter_fields"]))
+
+
+def _modality_info(store: Any, folder: Path, modality: str) -> dict[str, Any]:
+    """One modality's segments (type, vectors, live, bytes, tuning) and the largest one's figures."""
+    import numpy as np
+
+    ids, numbers = store.vector_ids(modality)
+    live = {int(n): int(c) for n, c in zip(*np.unique(numbers, return_counts=True))} if len(numbers) else {}
+    segments = []
+    for seg in store.segments(modality):
+        path = folder / seg["name"]
+        segments.append({"name": seg["name"], "type": seg.get("index_type"), "vectors": seg.get("ntotal"),
+                         "live": live.get(int(seg["number"]), 0), "bytes": path.stat().st_size if path.exists() else None,
+                         "recall_at_10": seg.get("recall"), "tuning": seg.get("tuning")})
+    largest = max(segments, key=lambda s: s["vectors"] or 0) if segments else {}
+    sizes = [s["bytes"] for s in segments]
+    return {"type": store.factory(modality), "vectors": len(ids), "live": len(ids),
+            "dead": sum(s["vectors"] or 0 for s in segments) - len(ids),
+            "bytes": None if None in sizes else sum(sizes), "recall_at_10": largest.get("recall_at_10"),
+            "tuning": largest.get("tuning"), "tuned_at": largest.get("vectors"), "segments": segments}
 
 
 @click.command("repair")
 @INDEX_OPTION
 @domain_errors
 def repair_command(index_dir: Path) -> None:
-    """Rebuild an index folder's FAISS files from the vectors stored in its database.
+    """Rebuild an index folder's FAISS segments from the vectors stored in its database (one per modality).
 
     Use it when `vitrina info` or a search reports a missing or torn index file.
 
@@ -102,7 +119,7 @@ def delete_command(product_ids: tuple[str, ...], index_dir: Path) -> None:
 @INDEX_OPTION
 @domain_errors
 def check_command(index_dir: Path) -> None:
-    """Verify an index folder: files match the commit, FAISS ids match the database.
+    """Verify an index folder: every segment file matches its commit record, every live vector is in its segment.
 
     Exits non-zero, naming the problem and the repair command, when something is off.
 
@@ -115,7 +132,31 @@ def check_command(index_dir: Path) -> None:
     with IndexStore.open(index_dir) as store:
         summary = store.check()
     click.echo(f"ok: generation {summary['generation']}, {summary['products']} products, "
-               f"{summary['image']} image vectors, {summary['text']} text vectors")
+               f"{summary['image']} image vectors, {summary['text']} text vectors; every segment verified "
+               f"({summary['image_segments']} image, {summary['text_segments']} text; "
+               f"{summary['image_dead'] + summary['text_dead']} dead vectors awaiting a merge)")
+
+
+@click.command("optimize")
+@INDEX_OPTION
+@domain_errors
+def optimize_command(index_dir: Path) -> None:
+    """Merge each modality's segments into one: dead vectors (deleted or replaced products) are dropped,
+    the index type is re-chosen for the merged size and its recall re-tuned.
+
+    Commits merge small segments on their own (tiered, bounded work per commit); run this after a large
+    change, or at a quiet hour.  Readers go on answering from the last commit meanwhile.
+
+    Example:
+
+        vitrina optimize --index my-index
+    """
+    from indexer.store import IndexStore, IndexWriter
+
+    with IndexStore.open(index_dir, writable=True) as store, IndexWriter(store) as writer:
+        info = writer.optimize()
+    merged = ", ".join(f"{m} {n} vectors" for m, n in sorted(writer.merged.items())) or "nothing to merge"
+    click.echo(f"generation {info.generation}: merged {merged}")
 
 
 def register(cli: click.Group) -> None:
@@ -123,3 +164,4 @@ def register(cli: click.Group) -> None:
     cli.add_command(repair_command)
     cli.add_command(delete_command)
     cli.add_command(check_command)
+    cli.add_command(optimize_command)
