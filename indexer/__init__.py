@@ -3,6 +3,7 @@
     from indexer import IndexConfig, IndexStore, ModelConfig, build_index, load_encoder
     encoder = load_encoder(ModelConfig())                  # the bundled demo model
     report = build_index("catalog.jsonl", "my-index", encoder=encoder, config=IndexConfig())
+    # precomputed vectors: build_index(..., vectors=read_vectors_file("vectors.npz")), or index_vectors(...)
     with IndexStore.open("my-index") as store:
         print(store.counts())
 
@@ -14,9 +15,11 @@ from indexer.catalog import ProductRecord, RowError, iter_products
 from indexer.config import FetchPolicy, ImageLimits, IndexConfig, ModelConfig, SearchConfig, VectorIndexConfig
 from indexer.encoders import Encoder, ModelIdentity, OpenClipEncoder, load_encoder
 from indexer.errors import (CatalogError, ImageError, ImageRefusedError, ImageTooLargeError, IndexFormatError,
-                            IndexLockedError, ModelError, QueryError, VitrinaError)
+                            IndexLockedError, ModelError, QueryError, VectorsFileError, VitrinaError)
 from indexer.pipeline import IndexReport, Problem, build_index
 from indexer.store import CommitInfo, EmbeddedImage, EmbeddedProduct, IndexStore, IndexWriter
+from indexer.vectors_file import VectorsFile, read_vectors_file
+from indexer.vectors_index import index_vectors
 
 __all__ = [
     "CatalogError",
@@ -45,8 +48,12 @@ __all__ = [
     "RowError",
     "SearchConfig",
     "VectorIndexConfig",
+    "VectorsFile",
+    "VectorsFileError",
     "VitrinaError",
     "build_index",
+    "index_vectors",
     "iter_products",
     "load_encoder",
+    "read_vectors_file",
 ]

@@ -4,6 +4,7 @@ The edges (CLI, HTTP) translate them into one clear line and an exit code or a 4
 
     VitrinaError
     ├── CatalogError       a catalog file or row cannot be read
+    │   └── VectorsFileError    a file of precomputed vectors is malformed or of another dimension
     ├── ImageError         an image cannot be fetched or decoded
     │   ├── ImageRefusedError   its format is not accepted, or it is not an image at all
     │   └── ImageTooLargeError  over a byte, pixel or shape limit (or a decompression bomb)
@@ -23,6 +24,11 @@ class VitrinaError(Exception):
 
 class CatalogError(VitrinaError):
     """A catalog file or one of its rows cannot be used."""
+
+
+class VectorsFileError(CatalogError):
+    """A file of precomputed vectors (``indexer.vectors_file``) cannot be used: its format, a bad row, a
+    repeated id, or a dimension that is not the model's."""
 
 
 class ImageError(VitrinaError):

@@ -17,6 +17,7 @@ from vitrina.output import Progress, count_catalog_rows
 
 if TYPE_CHECKING:
     from indexer.pipeline import IndexReport
+    from indexer.vectors_file import VectorsFile
 
 
 @click.command("index")
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
 @click.option("--allow-outside-root", is_flag=True, help="Accept local image paths outside the catalog's folder.")
 @click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
               help="Let image URLs reach this otherwise refused network (e.g. an intranet image server 10.1.0.0/16); repeatable.")
+@click.option("--vectors", "vectors_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Precomputed vectors: a .npz with arrays ids (strings), text and/or image (floats, shape (n, d), d the "
+                   "model's). A listed product takes its text vector from text (else its text is encoded) and one image "
+                   "vector from image for its first image (none of its images is read). Only .npz: Parquet needs pyarrow, "
+                   "which is not installed.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @click.option("--profile", is_flag=True, help="Print the time spent per stage (read, decode, text, image, store) at the end.")
@@ -46,16 +52,19 @@ if TYPE_CHECKING:
 @domain_errors
 def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
                   device: str, batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
-                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool, runtime: str) -> None:
+                  allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool, runtime: str,
+                  vectors_file: Path | None) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
     Incremental: new products are added, changed ones (text or image bytes) re-embedded,
     unchanged ones skipped. A killed run continues from its last commit when run again.
     Bad rows and bad images are reported with their row numbers and never stop the run.
 
-    Example:
+    Examples:
 
         vitrina index catalog.jsonl --index my-index --model ViT-B-32 --pretrained laion2b_s34b_b79k
+
+        vitrina index catalog.jsonl --index my-index --vectors vectors.npz
     """
     # Everything that can be refused without the model is checked first: a refusal takes a second, not a model load.
     try:
@@ -63,12 +72,13 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-network") from None
     check_catalog(catalog, allow_outside_root=allow_outside_root)
+    vectors = check_vectors(vectors_file, index_dir) if vectors_file else None
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads, runtime=runtime, device=device)
     config = IndexConfig(index_type=index_type, max_memory=max_memory, batch_size=batch_size, commit_every=commit_every,
                          allow_outside_root=allow_outside_root, fetch=fetch)
     new_folder = not index_dir.exists()
     try:
-        report = _build(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json)
+        report = _build(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json, vectors=vectors)
     except BaseException:
         if new_folder:
             remove_if_empty(index_dir)
@@ -100,7 +110,7 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
 
 
 def _build(catalog: Path, index_dir: Path, model_config: ModelConfig, config: IndexConfig, *, delete_missing: bool,
-           quiet: bool) -> IndexReport:
+           quiet: bool, vectors: VectorsFile | None = None) -> IndexReport:
     from indexer.encoders.loading import load_encoder
     from indexer.pipeline import build_index
     from indexer.stages import StageTimes
@@ -114,7 +124,7 @@ def _build(catalog: Path, index_dir: Path, model_config: ModelConfig, config: In
     stages = StageTimes()
     with Progress("indexing", total=count_catalog_rows(catalog), quiet=quiet, stage=stages.bottleneck) as progress:
         return build_index(catalog, index_dir, encoder=encoder, config=config, model_spec=spec, progress=progress.update,
-                           delete_missing=delete_missing, stages=stages)
+                           delete_missing=delete_missing, stages=stages, vectors=vectors)
 
 
 def check_catalog(catalog: Path, *, allow_outside_root: bool = False) -> None:
@@ -129,6 +139,22 @@ def check_catalog(catalog: Path, *, allow_outside_root: bool = False) -> None:
     for _ in iter_products(catalog, on_error=problems.append, allow_outside_root=allow_outside_root):
         return
     raise click.ClickException(nothing_indexed(len({p.row for p in problems}), [p for p in problems if p.fatal], what=str(catalog)))
+
+
+def check_vectors(path: Path, index_dir: Path) -> VectorsFile:
+    """Read and check a vectors file before any model loads (against an existing index's dimension too)."""
+    from indexer.errors import VitrinaError
+    from indexer.store.reader import IndexStore
+    from indexer.vectors_file import read_vectors_file
+
+    vectors = read_vectors_file(path)
+    try:
+        with IndexStore.open(index_dir) as store:
+            dim = store.identity.dim
+    except VitrinaError:  # no index yet: the model's dimension is checked once it loads
+        return vectors
+    vectors.check_dim(dim, model=f"the model of {index_dir}")
+    return vectors
 
 
 def nothing_indexed(rows: int, problems: Sequence[object], *, what: str = "nothing indexed") -> str:
