@@ -9,7 +9,9 @@ and returns ``(rows, query)``:
   the best image's position, word overlap with the product's text, id / model-number / brand / category
   matches, attribute matches and mismatches with the query's words, price; then per field (category, brand,
   each listed catalog attribute) the query-word match and the "consensus": the share of the 10 best candidates
-  by text, and by image, that share the candidate's value (e.g. most photo neighbours are red mugs);
+  by text, and by image, that share the candidate's value (e.g. most photo neighbours are red mugs); then per
+  business field (an ``attributes`` entry ``business:NAME``: price or a numeric attribute such as popularity or
+  margin) its z-score among the query's candidates (clipped to ±3, missing → 0) and a "missing" flag;
 * ``query`` (len(QUERY_FEATURES),): the query's shape: which term kinds, their weights, words, the
   image share and lexical weight it was run with, how the candidate scores spread.
 
@@ -20,6 +22,8 @@ mismatches it otherwise.  Missing scores (NaN) become 0 with a ``*_missing`` fla
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,18 +53,35 @@ BASE_CHANNELS: tuple[str, ...] = (
 )
 
 
+#: An ``attributes`` entry ``business:NAME`` makes NAME (price or a numeric attribute) a business field: two
+#: columns, ``z:business:NAME`` (its clipped per-query z-score, a gated channel too) and ``missing:business:NAME``.
+BUSINESS_PREFIX = "business:"
+BUSINESS_STATS: tuple[str, ...] = ("z", "missing")
+#: Business z-scores (features and query boosts alike) are clipped to ±this.
+Z_CLIP = 3.0
+
+
+def business_fields(attributes: Iterable[str] = ()) -> tuple[str, ...]:
+    """The business fields among ``attributes`` (the names after ``business:``)."""
+    return tuple(a[len(BUSINESS_PREFIX):] for a in attributes if a.startswith(BUSINESS_PREFIX))
+
+
 def field_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
-    return ("category", "brand", *(f"attr:{a}" for a in attributes))
+    return ("category", "brand", *(f"attr:{a}" for a in attributes if not a.startswith(BUSINESS_PREFIX)))
 
 
 def feature_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     """The columns of ``build_features(..., attributes=attributes)`` rows."""
-    return BASE_FEATURES + tuple(f"{stat}:{field}" for field in field_names(attributes) for stat in FIELD_STATS)
+    attributes = tuple(attributes)
+    return (BASE_FEATURES + tuple(f"{stat}:{field}" for field in field_names(attributes) for stat in FIELD_STATS)
+            + tuple(f"{stat}:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes) for stat in BUSINESS_STATS))
 
 
 def channel_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
+    attributes = tuple(attributes)
     fields = field_names(attributes)
-    return BASE_CHANNELS + tuple(f"match:{f}" for f in fields) + tuple(f"cons_image:{f}" for f in fields)
+    return (BASE_CHANNELS + tuple(f"match:{f}" for f in fields) + tuple(f"cons_image:{f}" for f in fields)
+            + tuple(f"z:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes)))
 
 
 def channel_columns(attributes: Sequence[str] = ()) -> list[int]:
@@ -94,6 +115,34 @@ def _numbers(texts: Iterable[str]) -> list[float]:
             except ValueError:
                 continue
     return out
+
+
+_NUMERIC_TEXT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")  # as indexer.store.attributes
+
+
+def field_number(product: Mapping[str, Any], field: str) -> float:
+    """A product's ``price`` or attribute ``field`` as a number (numeric text counts, as in the index's typed
+    attribute rows); NaN when missing or not a number."""
+    value = product.get("price") if field == "price" else (product.get("attributes") or {}).get(field)
+    if isinstance(value, str) and _NUMERIC_TEXT.match(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, int) and abs(value) >= 2**1023):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def clipped_z(values: np.ndarray, clip: float = Z_CLIP) -> np.ndarray:
+    """Z-scores of ``values`` among their present (non-NaN) entries, clipped to ±``clip``; missing values and a
+    field without spread score 0."""
+    values = np.asarray(values, dtype=np.float64)
+    z = np.zeros(len(values))
+    present = ~np.isnan(values)
+    if present.any():
+        std = float(values[present].std())
+        if std > 1e-12:
+            z[present] = (values[present] - float(values[present].mean())) / std
+    clipped: np.ndarray = np.clip(z, -clip, clip)
+    return clipped
 
 
 def _has_digit(word: str) -> bool:
@@ -255,6 +304,9 @@ def build_features(candidates: Any, *, attributes: Sequence[str] = (), cache: di
         else:
             per_field.append(np.zeros(n))
         per_field += [_consensus(column, n_codes, top_text), _consensus(column, n_codes, top_image)]
+    for field in business_fields(attributes):
+        business = np.array([field_number(p, field) for p in candidates.products], dtype=np.float64)
+        per_field += [clipped_z(business), np.isnan(business)]
 
     position = np.asarray(candidates.image_position, dtype=np.float64)
     count = np.asarray(candidates.image_count, dtype=np.float64)

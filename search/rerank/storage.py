@@ -3,11 +3,12 @@
     save_reranker(reranker, engine.store.folder)     # INDEX/reranker/{reranker.json, weights.npz}
     engine.reranker = load_reranker(engine.store)    # None when the index has none
 
-``reranker.json`` holds the format version, architecture, feature lists, normalisation statistics and the
-identity of the index it was trained on (model fingerprint + the index's ``created_at``); ``weights.npz`` the
-parameters (no pickle).  :func:`load_reranker` refuses (``ModelError``, naming both) a classifier trained on
-another index or model, or on another feature set.  Scoring is numpy only; torch is imported for training.
-Training lives in :mod:`search.rerank.train`.
+``reranker.json`` holds the format version, architecture, feature lists (``attributes``, and ``business``: the
+business fields, e.g. popularity, whose per-query z-scores are features; a file without it has none),
+normalisation statistics and the identity of the index it was trained on (model fingerprint + the index's
+``created_at``); ``weights.npz`` the parameters (no pickle).  :func:`load_reranker` refuses (``ModelError``,
+naming both) a classifier trained on another index or model, or on another feature set.  Scoring is numpy
+only; torch is imported for training.  Training lives in :mod:`search.rerank.train`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from indexer.errors import ModelError
 from indexer.store.reader import IndexStore
 
 from search.candidates import Candidates
-from search.rerank.features import FEATURE_VERSION, QUERY_FEATURES, build_features, channel_columns, channel_names, feature_names
+from search.rerank.features import (FEATURE_VERSION, QUERY_FEATURES, build_features, business_fields, channel_columns,
+                                    channel_names, feature_names)
 from search.rerank.model import ARCHITECTURES, Normaliser, RerankerConfig, forward
 from search.trained_files import describe_index, index_identity, read_trained, same_index, save_trained
 
@@ -42,6 +44,8 @@ class FusionReranker:
     def __init__(self, *, arch: str, params: dict[str, np.ndarray], norm: Normaliser, meta: dict[str, Any]):
         self.arch = arch
         self.attributes: tuple[str, ...] = tuple(meta.get("attributes", ()))
+        #: The business fields it scores with (``business:NAME`` entries of ``attributes``); () when none.
+        self.business: tuple[str, ...] = business_fields(self.attributes)
         self.channels = channel_columns(self.attributes)
         self.params = params
         self.norm = norm
@@ -75,6 +79,7 @@ def reranker_meta(config: RerankerConfig, *, attributes: Sequence[str], depth: i
     return {
         "format": FORMAT, "version": FORMAT_VERSION, "feature_version": FEATURE_VERSION, "architecture": config.arch,
         "hidden": config.hidden, "objective": config.objective, "depth": depth, "attributes": list(attributes),
+        "business": list(business_fields(attributes)),
         "features": list(feature_names(attributes)), "query_features": list(QUERY_FEATURES),
         "channels": list(channel_names(attributes)), "normalisation": norm.to_json(),
         "index": identity, "trained": trained,
