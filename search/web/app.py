@@ -4,13 +4,23 @@
 
 Endpoints (JSON, OpenAPI at ``/docs``): ``POST /search``, ``POST /search/image`` (multipart ``photo``),
 ``GET /products/{id}``, ``/products/{id}/similar``, ``/products/{id}/images/{n}``, ``/healthz``, ``/stats``,
-and the page at ``/``.  Searches answer ``{query, hits, has_more, facets, facet_depth, ...}``; image
-fields are URLs of this server (``/products/{id}/images/{n}``), never file paths; a catalog image
-that is an http(s) URL redirects there (307).
+``POST /events`` (with a search log) and the page at ``/``.  Searches answer ``{query, hits, has_more,
+facets, facet_depth, ...}``; image fields are URLs of this server (``/products/{id}/images/{n}``), never
+file paths; a catalog image that is an http(s) URL redirects there (307).
 
 Refine syntax (the ``text`` of both searches): the words form one text term; a word or quoted phrase
 after a minus sign (``-striped``, ``-"v neck"``) is a negative text term of ``negative_weight`` times
 the text's weight: ``but in red -striped`` → ``"but in red"`` x1, ``"striped"`` x-0.5.
+
+Query by vector: ``POST /search`` takes ``"vector": [...]`` (weighted by ``weights.vector``) and
+``{"vector": [...], "weight": w}`` terms: a precomputed query vector of the index model's dimension
+(finite numbers, not all zeros; scaled to unit length).  A bad shape or value is a 422 naming the field;
+a vector of another dimension than the model's is a 422 naming both.
+
+Search log (``vitrina serve --log DIR``, off by default): each search answered carries ``query_id``;
+``POST /events {"query_id", "product_id", "kind": "click" | "add_to_cart" | "purchase", "position"}``
+reports what a shopper did with a hit (202; 404 for an unknown query id or with logging off).  A photo is
+logged only as the SHA-256 of its bytes; nothing identifies the shopper (``search.web.events``).
 
 Errors are ``{"detail": message}``: 404 unknown product or image; 413 upload, body or pixels over a
 limit, decompression bombs; 415 not an accepted image format; 400 undecodable image or malformed
@@ -38,7 +48,9 @@ from indexer.errors import ImageError, ImageRefusedError, ImageTooLargeError, Qu
 
 from search.web.docs import install_offline_docs
 from search.web.uploads import BodyCap, read_form, megabytes
-from search.web.models import ErrorOut, PageIn, SearchIn, UploadIn, ValidationErrorOut
+from search.behaviour.log import SearchLog
+from search.web.events import SearchRecorder, add_event_routes
+from search.web.models import ErrorOut, PageIn, SearchIn, SearchOut, UploadIn, ValidationErrorOut
 from search.web.service import Service, WebConfig
 
 
@@ -50,9 +62,12 @@ _PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data: http: https:; style
 log = logging.getLogger("vitrina.web")
 
 
-def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
-    """The API and the page over an opened ``SearchEngine``; the caller opens and closes it."""
+def create_app(engine: Any, *, config: WebConfig = WebConfig(),
+               search_log: SearchLog | None = None) -> FastAPI:
+    """The API and the page over an opened ``SearchEngine``; the caller opens and closes it (and ``search_log``,
+    where every search answered is recorded, when given)."""
     service = Service(engine, config)
+    service.log = SearchRecorder(search_log, engine) if search_log is not None else None
     app = FastAPI(title="vitrina", version="0.1.0", summary="Product search by words, by photo, or both",
                   description="\n\n".join((__doc__ or "").split("\n\n")[2:]), default_response_class=SafeJSONResponse)
     app.state.service = service
@@ -71,8 +86,8 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_CSP, "Cache-Control": "no-cache"})
 
-    @app.post("/search", summary="Search by text (refine syntax), images and weighted terms",
-              responses=_errors(400, 413, 415, 422, 503))
+    @app.post("/search", summary="Search by text (refine syntax), images, vectors and weighted terms",
+              responses={**_SEARCH_OK, **_errors(400, 413, 415, 422, 503)})
     async def search(body: SearchIn, request: Request) -> dict[str, Any]:
         return await service.run(service.search, body, prefix(request))
 
@@ -81,14 +96,14 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
 
     @app.post("/search/image", summary="Upload a photo (multipart field 'photo'), optionally refined with text",
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}},
-              responses=_errors(400, 413, 415, 422, 503))
+              responses={**_SEARCH_OK, **_errors(400, 413, 415, 422, 503)})
     async def search_image(request: Request) -> dict[str, Any]:
         fields, (filename, data) = await read_form(request, max_file=config.max_upload_bytes)
         form = _validated(UploadIn, fields, "form")
         return await service.run(service.search_upload, data, filename, form, prefix(request))
 
     @app.get("/products/{product_id:path}/similar", summary="More like this product (never the product itself)",
-             responses=_errors(404, 422, 503))
+             responses={**_SEARCH_OK, **_errors(404, 422, 503)})
     async def similar(request: Request, product_id: str, k: int = 10, offset: int = 0, image_share: float | None = None,
                       where: str | None = Query(None, description="Filters as JSON"),
                       facets: str = Query("", description="Comma-separated facet fields"), rerank: bool | None = None) -> dict[str, Any]:
@@ -126,6 +141,7 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig()) -> FastAPI:
     async def stats() -> dict[str, Any]:
         return await service.run(service.stats)
 
+    add_event_routes(app, search_log)  # POST /events (search.web.events)
     _declare_limits(app, config, window=service.window)
     return app
 
@@ -165,6 +181,9 @@ _ERROR_DESCRIPTIONS = {
     422: "A parameter, filter or JSON body is invalid (each field named in errors)",
     503: "The index is unavailable right now",
 }
+
+
+_SEARCH_OK: dict[int | str, dict[str, Any]] = {200: {"model": SearchOut, "description": "A page of hits"}}
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:

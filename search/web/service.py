@@ -26,6 +26,7 @@ from indexer.media.images import decode_image
 from indexer.store.schema import ImageRow, Product
 
 from search.facets import count_facets
+from search.web.events import PHOTO_DIGEST, SearchRecorder, photo_digest
 from search.web.models import PageIn, SearchIn, UploadIn, parse_refine
 
 
@@ -98,6 +99,8 @@ class Service:
         engine_max_k = getattr(getattr(engine, "config", None), "max_k", None)
         #: The deepest hit a page may reach (the engine's offset + k limit).
         self.window = 10 * engine_max_k if isinstance(engine_max_k, int) else 10_000
+        #: Records each page shown when the server logs searches (``--log DIR``); its answer carries ``query_id``.
+        self.log: SearchRecorder | None = None
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.wrap_future(self.pool.submit(fn, *args))
@@ -111,12 +114,16 @@ class Service:
         terms = self._text_terms(body.text, body.weights.text)
         if body.image is not None:
             terms.append(("image", self._decode(_b64(body.image, "image"), "image"), body.weights.image))
+        if body.vector is not None:
+            terms.append(("vector", body.vector, body.weights.vector))
         for i, t in enumerate(body.terms):
             if t.image is not None:
                 terms.append(("image", self._decode(_b64(t.image, f"terms.{i}.image"), f"terms[{i}].image"), t.weight))
+            elif t.vector is not None:
+                terms.append(("vector", t.vector, t.weight))
             else:
                 terms.append(("text", t.text, t.weight) if t.text is not None else ("product", t.product, t.weight))
-        values = [({"product": v} if kind == "product" else v, w) for kind, v, w in terms]
+        values = [({kind: v} if kind in ("product", "vector") else v, w) for kind, v, w in terms]
         return self.page(self.engine.search, body, prefix, terms, terms=values, exclude=body.exclude)
 
     def search_upload(self, data: bytes, filename: str, form: UploadIn, prefix: str) -> dict[str, Any]:
@@ -143,6 +150,8 @@ class Service:
         kw = {**fixed, "where": params.where, "image_share": params.image_share}
         if rerank and params.rerank is not None:
             kw["rerank"] = params.rerank
+        # business signals (search.business), passed only when asked for: an engine without them still answers
+        kw.update({name: getattr(params, name) for name in ("sort", "boost", "in_stock") if getattr(params, name) is not None})
         facets, counted = {}, 0
         if params.facets:
             deep = fn(*args, k=depth, offset=0, **kw)
@@ -156,12 +165,16 @@ class Service:
         else:  # the page ends at the deepest hit a query may reach: there is no next page to ask for
             result = fn(*args, k=k, offset=offset, **kw)
             hits, has_more = result.hits, False
-        return {
-            "query": [{"kind": kind, "value": value if kind != "image" else "photo", "weight": w} for kind, value, w in shown],
+        answer = {
+            "query": [{"kind": kind, "value": _shown(kind, value), "weight": w} for kind, value, w in shown],
             "hits": [_hit_json(h, rank, prefix) for rank, h in enumerate(hits, start=offset + 1)],
             "k": k, "offset": offset, "has_more": has_more, "facets": facets, "facet_depth": counted,
             "rerank": {"requested": params.rerank, "supported": rerank}, "timings_ms": result.timings,
         }
+        if self.log is not None and (query_id := self.log.record(terms=shown, params=params, hits=hits, offset=offset,
+                                                                 result=result, rerank_supported=rerank)):
+            answer["query_id"] = query_id
+        return answer
 
     def product(self, product_id: str, prefix: str = "", *, public: bool = True) -> dict[str, Any]:
         try:
@@ -203,7 +216,15 @@ class Service:
     def _decode(self, data: bytes, name: str) -> Any:
         """Decode at most ``decode_threads`` photos at once, each reduced to what the model needs."""
         with self.decodes:
-            return decode_image(data, name=name, limits=self.config.image_limits, min_size=self.min_size)
+            image = decode_image(data, name=name, limits=self.config.image_limits, min_size=self.min_size)
+        if self.log is not None:  # the search log keeps a photo as the hash of its bytes, never the bytes
+            image.info[PHOTO_DIGEST] = photo_digest(data)
+        return image
+
+
+def _shown(kind: str, value: Any) -> Any:
+    """A query term as the answer echoes it: a photo as "photo", a vector by its size."""
+    return "photo" if kind == "image" else f"{len(value)} dims" if kind == "vector" else value
 
 
 def _public(product: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -4,6 +4,9 @@ The model and the index load once, before the port opens, so ``/healthz`` answer
 both are ready.  With ``--workers N`` each worker process loads its own copy; the settings
 travel to them in the ``VITRINA_SERVE_SETTINGS`` environment variable.
 
+``--log DIR`` records every search answered and the events the page reports (``search.behaviour.log``,
+``search.web.events``); it needs one worker, the only writer of the folder.
+
 This module imports nothing of ``vitrina.cli`` (the CLI imports it, and a uvicorn worker
 imports it on its own).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +31,11 @@ def register(cli: click.Group) -> None:
 
 
 def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
-    """(app, engine) from serve settings; the caller closes the engine."""
+    """(app, engine) from serve settings; the caller closes the engine, and ``app.state.search_log`` (None
+    without ``--log``)."""
     from indexer.store.reader import IndexStore
     from search import SearchEngine
+    from search.behaviour.log import LogConfig, SearchLog
     from search.web.app import create_app
     from search.web.service import WebConfig
     from vitrina.options import query_model
@@ -38,11 +44,18 @@ def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
         model = query_model(store.model_spec, model=settings.get("model"), pretrained=settings.get("pretrained"),
                             threads=settings.get("threads"), device=settings.get("device") or "auto")
     engine = SearchEngine.open(settings["index"], model=model)
+    search_log = None
     try:
         config = WebConfig(max_upload_bytes=settings["max_upload_bytes"], facet_depth=settings["facet_depth"],
                            search_threads=settings["search_threads"])
-        return create_app(engine, config=config), engine
+        if settings.get("log"):
+            search_log = SearchLog(settings["log"], LogConfig(max_bytes=settings["log_max_bytes"], keep=settings["log_keep"]))
+        app = create_app(engine, config=config, search_log=search_log)
+        app.state.search_log = search_log
+        return app, engine
     except BaseException:
+        if search_log is not None:
+            search_log.close()
         engine.close()
         raise
 
@@ -70,10 +83,18 @@ def app_from_env() -> Any:
               help="Largest photo accepted (413 above it).")
 @click.option("--facet-depth", default=200, show_default=True, type=click.IntRange(1, 1000),
               help="Facets count this many top results of a query.")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Record every search answered and the events shoppers report (POST /events) in this folder "
+                   "(off by default; see README: Search log).")
+@click.option("--log-max-bytes", default=256 * 1024 * 1024, show_default=True, type=click.IntRange(min=4096),
+              help="With --log: rotate the live log file past this size.")
+@click.option("--log-keep", default=4, show_default=True, type=click.IntRange(min=0),
+              help="With --log: rotated log files kept (the oldest beyond this is deleted).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn's log level.")
 def serve_command(index_dir: Path, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
-                  threads: int | None, device: str, search_threads: int, max_upload_mb: float, facet_depth: int, log_level: str) -> None:
+                  threads: int | None, device: str, search_threads: int, max_upload_mb: float, facet_depth: int,
+                  log_dir: Path | None, log_max_bytes: int, log_keep: int, log_level: str) -> None:
     """Serve the search API and the upload-a-photo page over HTTP.
 
     Open http://HOST:PORT/ for the page, /docs for the API. The model and the index
@@ -82,6 +103,8 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
     Example:
 
         vitrina serve --index my-index --port 8000
+
+        vitrina serve --index my-index --log search-log   # and learn from the shop
     """
     import uvicorn
 
@@ -90,7 +113,10 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
     settings = {
         "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads, "device": device,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
+        "log": str(log_dir.resolve()) if log_dir else None, "log_max_bytes": log_max_bytes, "log_keep": log_keep,
     }
+    if log_dir and workers > 1:
+        raise click.UsageError("--log needs --workers 1 (one process writes the search log)")
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     try:
         if workers > 1:
@@ -105,12 +131,20 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
         app, engine = open_app(settings)
     except VitrinaError as exc:
         raise click.ClickException(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:
+        if not log_dir:
+            raise
+        raise click.ClickException(f"cannot keep the search log in {log_dir}: {exc}") from None
     try:
         counts = engine.store.counts()
         click.echo(f"vitrina: {counts['products']} products from {index_dir} with {engine.encoder.identity.describe()}; "
                    f"page at {url}, API at {url}docs", err=True)
+        if log_dir:
+            click.echo(f"vitrina: logging searches and events to {log_dir}", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
+        if app.state.search_log is not None:
+            app.state.search_log.close()  # writes what is still queued
         engine.close()
 
 

@@ -6,7 +6,7 @@ const BASE_FACETS = ["category", "brand", "price"];
 const EXTRA_FACETS = ["color", "colour", "pattern", "material", "size"];
 const LABELS = { category: "Category", brand: "Brand", price: "Price" };
 const FACET_VALUES_SHOWN = 6;
-const SCORE_NAMES = { fused: "match", image: "photo", text: "text", lexical: "words", rerank: "rerank" };
+const SCORE_NAMES = { fused: "match", image: "photo", text: "text", lexical: "words", boost: "boost", rerank: "rerank" };
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -15,14 +15,15 @@ const els = {
   balanceValue: $("balance-value"), category: $("category"), minPrice: $("min-price"), maxPrice: $("max-price"),
   alert: $("alert"), status: $("status"), results: $("results"), facets: $("facets"), active: $("active-filters"),
   heading: $("results-heading"), back: $("back"), prev: $("prev"), next: $("next"), pageLabel: $("page-label"),
-  filtersToggle: $("filters-toggle"),
+  filtersToggle: $("filters-toggle"), sort: $("sort"), inStock: $("in-stock"), sortFilter: $("sort-filter"),
+  stockFilter: $("stock-filter"),
 };
 const IDLE_STATUS = "Drop a photo or type what you are looking for.";
 
 const state = {
   photo: null, previewUrl: null, text: "", offset: 0, similar: null, picked: {}, priceBucket: null,
   facetFields: BASE_FACETS.slice(), maxUpload: 10 * 1024 * 1024, hasMore: false, ran: false, request: 0,
-  facets: {}, expanded: new Set(), refused: false,
+  facets: {}, expanded: new Set(), refused: false, stockField: null,
 };
 
 function megabytes(n) {
@@ -158,7 +159,7 @@ function renderActiveFilters() {
   }
 }
 
-for (const input of [els.category, els.minPrice, els.maxPrice]) {
+for (const input of [els.category, els.minPrice, els.maxPrice, els.sort, els.inStock]) {
   input.addEventListener("change", () => {
     renderFiltersToggle();
     if (state.ran) runSearch(0);
@@ -167,7 +168,7 @@ for (const input of [els.category, els.minPrice, els.maxPrice]) {
 
 // On a phone the filters and facet counts wait behind the "Filters" button (CSS hides them while closed).
 function activeFilterCount() {
-  return Object.keys(buildWhere()).length;
+  return Object.keys(buildWhere()).length + (els.inStock.checked ? 1 : 0);
 }
 
 function renderFiltersToggle() {
@@ -203,7 +204,11 @@ function describe() {
 function request() {
   const where = buildWhere();
   const common = { k: PAGE_SIZE, offset: state.offset, facets: state.facetFields };
+  const business = {};  // sort and in-stock (search.business)
+  if (els.sort.value) business.sort = els.sort.value;
+  if (els.inStock.checked) business.in_stock = true;
   if (state.similar) {
+    if (business.in_stock && state.stockField && !(state.stockField in where)) where[state.stockField] = { gt: 0 };
     const params = new URLSearchParams({ k: common.k, offset: common.offset, facets: common.facets.join(",") });
     if (Object.keys(where).length) params.set("where", JSON.stringify(where));
     return [`products/${encodeURIComponent(state.similar.id)}/similar?${params}`, {}];
@@ -218,10 +223,11 @@ function request() {
     form.append("offset", common.offset);
     form.append("facets", common.facets.join(","));
     if (Object.keys(where).length) form.append("where", JSON.stringify(where));
+    for (const [key, value] of Object.entries(business)) form.append(key, String(value));
     return ["search/image", { method: "POST", body: form }];
   }
   if (text) {
-    const body = { text, ...common };
+    const body = { text, ...common, ...business };
     if (Object.keys(where).length) body.where = where;
     return ["search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }];
   }
@@ -265,7 +271,7 @@ async function runSearch(offset, focusAfter) {
   }
   state.ran = true;
   state.hasMore = data.has_more;
-  renderResults(data.hits);
+  renderResults(data.hits, data.query_id);
   state.facets = data.facets || {};
   renderFacets();
   renderActiveFilters();
@@ -288,7 +294,20 @@ function score(value) {
   return typeof value === "number" ? value.toFixed(3) : "–";
 }
 
-function renderResults(hits) {
+// With the server's search log on (vitrina serve --log DIR) an answer carries query_id: the first click on a
+// result card reports {query_id, product_id, kind: "click", position} to POST /events. Without it, nothing is sent.
+function reportClick(queryId, productId, position) {
+  try {
+    fetch("events", {
+      method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query_id: queryId, product_id: productId, kind: "click", position }),
+    }).catch(() => {});
+  } catch (error) {
+    // reporting is best effort: never in the shopper's way
+  }
+}
+
+function renderResults(hits, queryId) {
   els.results.replaceChildren();
   for (const hit of hits) {
     const product = hit.product;
@@ -309,6 +328,14 @@ function renderResults(hits) {
         el("p", { class: "meta" }, el("span", { class: "price", text: price(product.price) }), " ", el("span", { class: "brand", text: product.brand || "" })),
         el("p", { class: "score", title: parts }, el("span", { class: "rank", text: `#${hit.rank}` }), " ", el("span", { class: "score-parts", text: parts })),
         more));
+    if (queryId) {
+      let reported = false;
+      card.addEventListener("click", () => {
+        if (reported) return;
+        reported = true;
+        reportClick(queryId, product.id, hit.rank);
+      });
+    }
     els.results.append(card);
   }
 }
@@ -397,6 +424,14 @@ async function start() {
     for (const item of stats.catalog.category || []) {
       els.category.append(el("option", { value: item.value, text: `${item.value} (${item.count})` }));
     }
+    for (const field of stats.sort_fields || []) {
+      const name = label(field);
+      els.sort.append(el("option", { value: field, text: `${name}: low to high` }),
+        el("option", { value: `-${field}`, text: `${name}: high to low` }));
+    }
+    els.sortFilter.hidden = !(stats.sort_fields || []).length;
+    state.stockField = stats.stock_field || null;
+    els.stockFilter.hidden = !state.stockField;
     if (stats.catalog.price && stats.catalog.price.max !== null) {
       els.maxPrice.placeholder = `up to ${Math.ceil(stats.catalog.price.max)}`;
       els.minPrice.placeholder = `from ${Math.floor(stats.catalog.price.min)}`;
