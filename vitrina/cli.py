@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from vitrina.commands import compose, demo, index, manage, rerank, search, serve, train
+from vitrina.commands import behaviour, compose, demo, index, manage, rerank, search, serve, train, update
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,7 +22,7 @@ def cli() -> None:
     """
 
 
-for _commands in (index, search, manage, demo, train, serve, rerank, compose):
+for _commands in (index, update, search, manage, demo, train, serve, rerank, compose, behaviour):
     _commands.register(cli)
 
 

@@ -8,7 +8,18 @@ One row per (query, product)::
 ``text`` and ``image`` may each be null/empty (not both); ``image`` is a path relative to the judgments file.
 ``kind`` (text, photo, text+photo) is derived when missing; ``weights`` (or CSV columns ``text_weight`` and
 ``image_weight``) are optional.  Labels are non-negative integers (0 = judged not relevant).  Every row of a
-query must agree on its text, image, kind and weights.
+query must agree on its text, image, kind, weights, terms and where.
+
+Optional, written by ``vitrina judgments --from-log`` (``search.behaviour.judgments_from_log``):
+
+* ``weight``: how much the row's label counts in training (a finite number >= 0, default 1), e.g. the
+  inverse propensity of a click at a rarely examined position; kept as ``JudgedQuery.label_weights``;
+* ``terms``: the query as weighted terms, ``[{"text": "red dress", "weight": 1}, {"product": "SKU-1",
+  "weight": 0.5}]``, asked instead of ``text``/``weights`` (``text`` then only names the query);
+* ``where``: the query's filters (as ``SearchEngine.search`` takes them);
+* ``logged_at``: when the query was last searched (informational).
+
+In CSV, ``terms`` and ``where`` are JSON text.
 """
 
 from __future__ import annotations
@@ -41,6 +52,11 @@ class JudgedQuery:
     image: Path | None = None
     weights: Mapping[str, float] | None = None
     labels: Mapping[str, int] = field(default_factory=dict)
+    #: Weighted terms ``(kind, value, weight)``, kind ``text`` or ``product``: searched instead of text/image.
+    terms: tuple[tuple[str, str, float], ...] | None = None
+    where: Mapping[str, Any] | None = None
+    #: How much each product's label counts in training (default 1 for a product not listed).
+    label_weights: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def relevant(self) -> int:
@@ -51,6 +67,10 @@ class JudgedQuery:
         args: dict[str, Any] = {"text": self.text, "image": self.image}
         if self.weights:
             args["weights"] = dict(self.weights)
+        if self.terms:
+            args = {"terms": [(v if k == "text" else {"product": v}, w) for k, v, w in self.terms]}
+        if self.where:
+            args["where"] = dict(self.where)
         return args
 
 
@@ -102,6 +122,52 @@ def _weights(value: Any, where: str) -> dict[str, float] | None:
     return out
 
 
+def _json_field(value: Any, where: str, name: str) -> Any:
+    if isinstance(value, str):  # a CSV cell
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise JudgmentsError(f"{where}: {name} must be JSON, got {value!r}") from None
+    return value
+
+
+def _terms(value: Any, where: str) -> tuple[tuple[str, str, float], ...] | None:
+    value = _json_field(value, where, "terms")
+    if value is None:
+        return None
+    out = []
+    for term in value if isinstance(value, list) and value else [None]:
+        kinds = [k for k in ("text", "product") if isinstance(term, dict) and isinstance(term.get(k), str) and term[k]]
+        if not isinstance(term, dict) or len(kinds) != 1 or not set(term) <= {"text", "product", "weight"}:
+            raise JudgmentsError(f"{where}: terms must be a list of {{\"text\" or \"product\": str, \"weight\": number}}")
+        weight = term.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise JudgmentsError(f"{where}: a term's weight must be a finite number, got {weight!r}")
+        out.append((kinds[0], str(term[kinds[0]]), float(weight)))
+    if not any(w > 0 for _, _, w in out):
+        raise JudgmentsError(f"{where}: terms need at least one positive weight")
+    return tuple(out)
+
+
+def _where(value: Any, where: str) -> dict[str, Any] | None:
+    value = _json_field(value, where, "where")
+    if value is not None and not isinstance(value, dict):
+        raise JudgmentsError(f"{where}: where must be an object of filters, got {value!r}")
+    return value or None
+
+
+def _label_weight(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = math.nan
+    if isinstance(value, bool) or not math.isfinite(weight) or weight < 0:
+        raise JudgmentsError(f"{where}: weight must be a finite number >= 0, got {value!r}")
+    return weight
+
+
 def _label(value: Any, where: str) -> int:
     try:
         label = int(value)
@@ -115,8 +181,9 @@ def _label(value: Any, where: str) -> int:
 
 def group_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, root: Path, source: str = "judgments") -> list[JudgedQuery]:
     """Rows ``(line number, row)`` grouped into queries; images resolved against ``root``."""
-    heads: dict[str, tuple[str, str | None, Path | None, dict[str, float] | None]] = {}
+    heads: dict[str, tuple[str, str | None, Path | None, dict[str, float] | None, Any, Any]] = {}
     labels: dict[str, dict[str, int]] = {}
+    label_weights: dict[str, dict[str, float]] = {}
     for number, row in rows:
         where = f"{source}:{number}"
         qid, pid = row.get("query_id"), row.get("product_id")
@@ -127,17 +194,23 @@ def group_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, root: Path, sou
         image = row.get("image") or None
         if text is not None and not isinstance(text, str):
             raise JudgmentsError(f"{where}: text must be a string")
-        if text is None and image is None:
-            raise JudgmentsError(f"{where}: a query needs a text, an image or both")
+        terms = _terms(row.get("terms"), where)
+        if text is None and image is None and terms is None:
+            raise JudgmentsError(f"{where}: a query needs a text, an image or both (or terms)")
         derived = "text+photo" if text and image else ("photo" if image else "text")
         kind = str(row.get("kind") or derived)
         if kind not in KINDS:
             raise JudgmentsError(f"{where}: kind {kind!r}; expected one of {', '.join(KINDS)}")
-        head = (kind, text, (root / str(image)) if image is not None else None, _weights(row.get("weights"), where))
+        head = (kind, text, (root / str(image)) if image is not None else None, _weights(row.get("weights"), where),
+                terms, _where(row.get("where"), where))
         if heads.setdefault(qid, head) != head:
-            raise JudgmentsError(f"{where}: query {qid} differs from its earlier rows (text, image, kind or weights)")
+            raise JudgmentsError(f"{where}: query {qid} differs from its earlier rows (text, image, kind, weights, terms or where)")
         labels.setdefault(qid, {})[pid] = _label(row.get("label"), where)
-    return [JudgedQuery(query_id=q, kind=h[0], text=h[1], image=h[2], weights=h[3], labels=labels[q])
+        weight = _label_weight(row.get("weight"), where)
+        if weight is not None:
+            label_weights.setdefault(qid, {})[pid] = weight
+    return [JudgedQuery(query_id=q, kind=h[0], text=h[1], image=h[2], weights=h[3], labels=labels[q], terms=h[4],
+                        where=h[5], label_weights=label_weights.get(q, {}))
             for q, h in heads.items()]
 
 

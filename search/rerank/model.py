@@ -9,8 +9,9 @@
 Training (:func:`fit`) is torch on padded per-query tensors, with a pairwise (RankNet, pairs weighted by their
 gain difference ``2**a - 2**b``) or pointwise (binary cross-entropy on ``label / max_label``) objective,
 averaged per query and then over queries (each kind weighing the same with ``balance_kinds``); the epoch with
-the best validation nDCG@10 (mean over kinds) is kept.  Query time needs only numpy (:func:`forward`), and a
-test holds the two forwards equal.
+the best validation nDCG@10 (mean over kinds) is kept.  A candidate's label weight (``QueryData.weights``,
+e.g. the inverse propensity of a logged click) multiplies its loss, or its pairs' when it is the better one.
+Query time needs only numpy (:func:`forward`), and a test holds the two forwards equal.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class QueryData:
     judged: np.ndarray  # every judged label of the query (for nDCG's ideal)
     fused: np.ndarray  # (n,) the fused scores (the baseline order)
     kind: str = "text"
+    #: (n,) how much each candidate's label counts (a pair counts its better candidate's); None: all 1.
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,21 +194,40 @@ def _pad(data: Sequence[QueryData], norm: Normaliser) -> tuple[torch.Tensor, tor
     return torch.from_numpy(x), torch.from_numpy(q), torch.from_numpy(y), torch.from_numpy(m)
 
 
+def _pad_weights(data: Sequence[QueryData]) -> torch.Tensor | None:
+    """The candidates' label weights, padded like ``_pad``'s labels; None when no query has any."""
+    import torch
+
+    if all(d.weights is None for d in data):
+        return None
+    w = np.ones((len(data), max(len(d.labels) for d in data)), np.float32)
+    for i, d in enumerate(data):
+        if d.weights is not None:
+            w[i, : len(d.labels)] = d.weights
+    return torch.from_numpy(w)
+
+
 def _loss(objective: str, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor,
-          max_label: float) -> torch.Tensor:
-    """Per-query losses (each query's pairs or candidates averaged), then their ``weights``-weighted mean."""
+          max_label: float, label_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-query losses (each query's pairs or candidates averaged), then their ``weights``-weighted mean.
+    ``label_weights`` (B, N) multiply each candidate's loss (pointwise) or each pair's by its better candidate's
+    weight (pairwise); the normalisers stay unweighted, so weights of 1 change nothing."""
     import torch
     import torch.nn.functional as F
 
     if objective == "pointwise":
         target = labels / max(max_label, 1.0)
         losses = F.binary_cross_entropy_with_logits(scores, target, reduction="none") * mask
-        per_query = losses.sum(1) / mask.sum(1).clamp(min=1)
+        weighted = losses if label_weights is None else losses * label_weights
+        per_query = weighted.sum(1) / mask.sum(1).clamp(min=1)
     else:
         gain = torch.pow(2.0, labels) - 1.0
         pair = (gain[:, :, None] - gain[:, None, :]).clamp(min=0) * (mask[:, :, None] & mask[:, None, :])
         diff = scores[:, :, None] - scores[:, None, :]
-        per_query = (pair * F.softplus(-diff)).sum((1, 2)) / pair.sum((1, 2)).clamp(min=1e-9)
+        terms = pair * F.softplus(-diff)
+        if label_weights is not None:  # pair (i, j) counts when i is better: i's weight
+            terms = terms * label_weights[:, :, None]
+        per_query = terms.sum((1, 2)) / pair.sum((1, 2)).clamp(min=1e-9)
     return (per_query * weights).sum() / weights.sum().clamp(min=1e-9)
 
 
@@ -316,8 +338,9 @@ def _fit(train: Sequence[QueryData], val: Sequence[QueryData], config: RerankerC
         total, steps = 0.0, 0
         for start in range(0, len(order), config.batch_queries):
             picked = order[start : start + config.batch_queries]
-            x, q, y, m = _pad([train[i] for i in picked], norm)
-            loss = _loss(config.objective, model(x, q), y, m, torch.from_numpy(weights[picked]), max_label)
+            batch = [train[i] for i in picked]
+            x, q, y, m = _pad(batch, norm)
+            loss = _loss(config.objective, model(x, q), y, m, torch.from_numpy(weights[picked]), max_label, _pad_weights(batch))
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             optimiser.step()

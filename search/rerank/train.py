@@ -6,7 +6,9 @@
 Training asks the engine for the candidates it re-ranks at query time (:func:`query_candidates`) and builds
 features with the one function query time uses (``search.rerank.features.build_features``).  Candidates the
 judgments do not mention count as label 0 by default (the demo judgments list every relevant product);
-``RerankerConfig(unjudged="skip")`` leaves them out of the loss instead.
+``RerankerConfig(unjudged="skip")`` leaves them out of the loss instead.  A judged product's label weight
+(``JudgedQuery.label_weights``, e.g. the inverse propensity of a logged click) multiplies its loss; unlisted
+products weigh 1.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def query_data(candidates: Candidates, query: JudgedQuery, *, attributes: Sequen
     ids = [p["id"] for p in candidates.products]
     labels = np.array([query.labels.get(i, 0) for i in ids], dtype=np.float32)
     mask = np.array([i in query.labels for i in ids], dtype=bool) if unjudged == "skip" else np.ones(len(ids), bool)
+    weights = np.array([query.label_weights.get(i, 1.0) for i in ids], dtype=np.float32) if query.label_weights else None
     return QueryData(rows=rows, query=qf, labels=labels, mask=mask, fused=np.asarray(candidates.fused, np.float32),
-                     judged=np.array(sorted(query.labels.values(), reverse=True), dtype=np.float32), kind=query.kind)
+                     judged=np.array(sorted(query.labels.values(), reverse=True), dtype=np.float32), kind=query.kind,
+                     weights=weights)
 
 
 # -- training --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import click
 
 from indexer.config import ModelConfig
 
+from vitrina.commands.behaviour import DATE, replay_eval
 from vitrina.options import domain_errors
 
 if TYPE_CHECKING:
@@ -82,12 +83,15 @@ def _judgments(*, required: bool, help_text: str) -> Callable[[_F], _F]:
               help="Candidates the judgments do not mention: label 0, or left out of the loss.")
 @click.option("--id-queries", default=100, show_default=True, type=click.IntRange(min=0), help="Exact-id queries added to training.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads while training.")
+@click.option("--business-fields", "business_fields", metavar="FIELD,...",
+              help="Business fields (price or numeric attributes) whose per-query z-scores, and whether each is missing, "
+                   "become features (stored with the classifier; search.business).  Example: --business-fields popularity,margin")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 @domain_errors
 def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_count: int | None, model: str | None,
                            pretrained: str | None, arch: str, objective: str, epochs: int, hidden: int, lr: float,
                            seed: int, val_fraction: float, depth: int | None, unjudged: str, id_queries: int, threads: int,
-                           as_json: bool) -> None:
+                           as_json: bool, business_fields: str | None = None) -> None:
     """Train the fusion classifier that re-ranks an index's top candidates.
 
     Each judged query is run through the engine; the candidates it would re-rank are
@@ -129,6 +133,13 @@ def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_
         click.echo(f"epoch {report.epoch}/{epochs}: loss {report.loss:.4f}{val} ({report.seconds:.1f}s)", err=True)
 
     with _open_engine(index_dir, model, pretrained) as engine:
+        if business_fields:  # the catalog attributes train-reranker uses by default, then the business fields
+            from dataclasses import replace
+
+            from search.business import reranker_attributes
+
+            config = replace(config, attributes=reranker_attributes(
+                engine.store, [f.strip() for f in business_fields.split(",") if f.strip()], max_attributes=config.max_attributes))
         judged = len(queries)
         if pseudo_count:
             asked = {(q.text, q.image) for q in queries}  # real judgments take precedence
@@ -154,17 +165,24 @@ def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_
 
 @click.command("eval")
 @_common
-@_judgments(required=True, help_text="Judgments file (JSONL or CSV): query text and/or image, product id, graded label.  "
+@_judgments(required=False, help_text="Judgments file (JSONL or CSV): query text and/or image, product id, graded label.  "
             "Example: --judgments judgments-heldout.jsonl")
+@click.option("--from-log", "log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Instead of --judgments: replay the search log's queries and rank what shoppers clicked, carted "
+                   "and bought (MRR, nDCG@k).  Example: --from-log shop-log --after 2024-06-01")
+@click.option("--before", type=DATE, help="With --from-log: only searches made before this (ISO date, UTC, or epoch seconds).")
+@click.option("--after", type=DATE, help="With --from-log: only searches made at or after this.")
 @click.option("--no-rerank", is_flag=True, help="Leave out the index's classifier (fusion + classifier is not evaluated).")
-@click.option("-k", "ks", multiple=True, type=click.IntRange(1, 100), help="Recall cut-offs, repeatable [default: 1 10 50].")
+@click.option("-k", "ks", multiple=True, type=click.IntRange(1, 100),
+              help="Recall cut-offs, repeatable [default: 1 10 50]; with --from-log the nDCG cut-offs [default: 10].")
 @click.option("--id-queries", default=100, show_default=True, type=click.IntRange(min=0),
               help="Exact-id queries (a product's id; that product is the answer) added as their own group.")
 @click.option("--seed", default=1, show_default=True, type=click.IntRange(min=0), help="Which products the id queries ask for.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), help="Draw recall@k curves per query kind into this PNG.")
 @domain_errors
-def eval_command(index_dir: Path, judgments_file: Path, model: str | None, pretrained: str | None, no_rerank: bool,
+def eval_command(index_dir: Path, judgments_file: Path | None, log_dir: Path | None, before: float | None,
+                 after: float | None, model: str | None, pretrained: str | None, no_rerank: bool,
                  ks: tuple[int, ...], id_queries: int, seed: int, as_json: bool, plot_file: Path | None) -> None:
     """Evaluate search on judged queries: each system, each query kind, latency per stage.
 
@@ -173,9 +191,15 @@ def eval_command(index_dir: Path, judgments_file: Path, model: str | None, pretr
     top-1 per query kind (text, photo, text+photo, plus brand, model-number and exact-id
     groups), the median encode / candidates / rerank milliseconds, and the targets.
 
+    With --from-log DIR instead of --judgments: replay the logged text queries on the
+    index and report where it ranks the products shoppers chose (MRR, nDCG@10 graded by
+    click 1 / add to cart 2 / purchase 3), against the order shown at the time.
+
     Example:
 
         vitrina eval --index my-index --judgments demo/judgments-heldout.jsonl --plot recall.png
+
+        vitrina eval --index my-index --from-log shop-log --after 2024-06-01 --no-rerank
     """
     from tqdm import tqdm
 
@@ -184,6 +208,20 @@ def eval_command(index_dir: Path, judgments_file: Path, model: str | None, pretr
     from search.evaluation.judgments import read_judgments
     from search.rerank import load_reranker
 
+    if (judgments_file is None) == (log_dir is None):
+        raise click.UsageError("give --judgments FILE or --from-log DIR (one of them)")
+    if log_dir is None and (before is not None or after is not None):
+        raise click.UsageError("--before / --after select logged searches: they go with --from-log")
+    if log_dir is not None:
+        if plot_file:
+            raise click.UsageError("--plot draws recall curves of --judgments; it does not go with --from-log")
+        with _open_engine(index_dir, model, pretrained) as engine:
+            if not no_rerank:
+                engine.reranker = load_reranker(engine.store)
+            replay_eval(engine, log_dir, before=before, after=after, ks=ks, rerank=not no_rerank, index_dir=index_dir,
+                        as_json=as_json)
+        return
+    assert judgments_file is not None
     try:
         config = EvalConfig(ks=tuple(sorted(set(ks))) or (1, 10, 50))
     except ValueError as exc:

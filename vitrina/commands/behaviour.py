@@ -1,0 +1,144 @@
+"""Learning from the shop's search log: ``vitrina judgments --from-log`` and ``vitrina eval --from-log``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from vitrina.options import domain_errors
+
+if TYPE_CHECKING:
+    from search import SearchEngine
+
+    _FloatParamType = click.ParamType[float]
+else:  # click < 8.4: ParamType is not generic at runtime
+    _FloatParamType = click.ParamType
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(judgments_command)
+
+
+class DateParam(_FloatParamType):
+    """An ISO date or datetime (UTC unless it names a zone) or epoch seconds, as epoch seconds."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from search.behaviour.judgments_from_log import parse_when
+
+        try:
+            return parse_when(value)
+        except (ValueError, OverflowError, OSError) as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DATE = DateParam()
+LOG_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def check_window(before: float | None, after: float | None) -> None:
+    if before is not None and after is not None and after >= before:
+        raise click.BadParameter("--after must be earlier than --before", param_hint="--after")
+
+
+def _window(before: float | None, after: float | None) -> str:
+    from datetime import datetime, timezone
+
+    def day(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+    parts = [f"from {day(after)}"] if after is not None else []
+    return " ".join(parts + ([f"before {day(before)}"] if before is not None else []))
+
+
+@click.command("judgments")
+@click.option("--from-log", "log_dir", required=True, type=LOG_DIR,
+              help="Search log folder (written by `vitrina serve --log DIR`).  Example: --from-log shop-log")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Judgments file to write (JSON lines).  Example: --out judgments-log.jsonl")
+@click.option("--no-bias-correction", is_flag=True, help="Every label weighs 1 (no inverse-propensity weights).")
+@click.option("--before", type=DATE, help="Only searches made before this (ISO date/datetime, UTC, or epoch seconds).")
+@click.option("--after", type=DATE, help="Only searches made at or after this.  Example: --after 2024-06-01")
+@click.option("--min-impressions", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Leave out (query, product) pairs shown fewer times.")
+@click.option("--max-weight", default=10.0, show_default=True, type=click.FloatRange(min=1),
+              help="Clip inverse-propensity weights at this.")
+@click.option("--product-terms", is_flag=True, help="Also judge queries with product terms (\"more like this\").")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@domain_errors
+def judgments_command(log_dir: Path, out_file: Path, no_bias_correction: bool, before: float | None,
+                      after: float | None, min_impressions: int, max_weight: float, product_terms: bool,
+                      as_json: bool) -> None:
+    """Write judgments from the shop's search log: what shoppers clicked, carted and bought.
+
+    One row per (query, shown product): label = the strongest event (click 1, add to cart 2,
+    purchase 3; 0 when shown and not clicked), weight = 1 / the examination probability of the
+    position it was clicked at (a position-based click model fitted to the log by EM), so clicks
+    low on the page count more. Photo queries (logged only as hashes) are skipped. Train with
+    `vitrina train-reranker --judgments FILE`.
+
+    Example:
+
+        vitrina judgments --from-log shop-log --before 2024-06-01 --out log.jsonl
+    """
+    from search.behaviour.judgments_from_log import collect_judgments, write_judgments
+
+    check_window(before, after)
+    found = collect_judgments(log_dir, correct_bias=not no_bias_correction, before=before, after=after,
+                              min_impressions=min_impressions, max_weight=max_weight, product_terms=product_terms)
+    if not found.rows:
+        within = f" {_window(before, after)}" if before is not None or after is not None else ""
+        raise click.ClickException(f"{log_dir}: no judged queries{within} ({found.in_window} searches, "
+                                   f"{found.replayable} replayable); nothing written")
+    write_judgments(found.rows, out_file)
+    if as_json:
+        click.echo(json.dumps({"out": str(out_file), **found.to_json()}, indent=2))
+        return
+    skipped = ", ".join(f"{n} {why}" for why, n in found.skipped.items() if n) or "none"
+    click.echo(f"searches: {found.searches} in the log, {found.in_window} in the window, {found.replayable} replayable "
+               f"(skipped: {skipped})")
+    orphans = f" ({found.orphan_events} for searches not in the log)" if found.orphan_events else ""
+    click.echo(f"events: {found.events}{orphans}")
+    click.echo(f"judged: {len(found.rows)} pairs over {found.queries} queries; positives: "
+               + ", ".join(f"{kind} {n}" for kind, n in found.positives.items()))
+    theta = " ".join(f"{t:.2f}" for t in found.theta[:20]) + (" ..." if len(found.theta) > 20 else "")
+    correction = f"weights 1/θ clipped at {max_weight:g}" if not no_bias_correction else "not applied"
+    click.echo(f"position bias θ (position 1 = 1): {theta}; {correction}")
+    click.echo(f"-> {out_file}")
+
+
+def replay_eval(engine: SearchEngine, log_dir: Path, *, before: float | None, after: float | None, ks: tuple[int, ...],
+                rerank: bool, index_dir: Path, as_json: bool) -> None:
+    """``vitrina eval --from-log``: replay the logged queries on ``engine`` and print the report."""
+    from tqdm import tqdm
+
+    from search.behaviour.replay import replay_log
+
+    check_window(before, after)
+    with tqdm(desc="replaying", unit=" searches", file=sys.stderr, disable=None) as bar:
+        report = replay_log(engine, log_dir, before=before, after=after, ks=tuple(sorted(set(ks))) or (10,),
+                            rerank=rerank, progress=bar.update)
+    if not report.replayed:
+        raise click.ClickException(f"{log_dir}: no logged search with events could be replayed "
+                                   f"({report.in_window} searches in the window, {report.with_events} with events)")
+    if as_json:
+        click.echo(json.dumps({"index": str(index_dir), "log": str(log_dir), **report.to_json()}, indent=2))
+        return
+    skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items() if n) or "none"
+    system = "fusion + classifier" if rerank else "fusion (no re-ranker)"
+    click.echo(f"replayed {report.replayed} of {report.with_events} searches with events ({report.queries} distinct "
+               f"queries; skipped: {skipped}) on {index_dir}, {system}")
+    if report.gone_products:
+        click.echo(f"{report.gone_products} chosen products are no longer in the index (left out)")
+    names = ["MRR", *report.ndcg]
+    now = [report.mrr, *report.ndcg.values()]
+    then = [report.logged["mrr"], *(report.logged[n] for n in report.ndcg)]
+    width = max(len(n) for n in names)
+    click.echo("  ".join(["ranking".ljust(12), *(n.rjust(width) for n in names)]))
+    click.echo("  ".join(["today".ljust(12), *(f"{v:.3f}".rjust(width) for v in now)]))
+    click.echo("  ".join(["as logged".ljust(12), *(f"{v:.3f}".rjust(width) for v in then)]))
