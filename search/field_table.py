@@ -58,11 +58,11 @@ class FieldTable:
             self._codes[name] = np.asarray(codes, np.int32)[order]
             self._names[name] = np.array([*known, None], dtype=object)
 
-    def refreshed(self, changed: Sequence[tuple[int, str | None, str | None, str | None, Mapping[str, Any]]],
-                  live: np.ndarray) -> FieldTable | None:
-        """This table for a later commit: ``changed`` rows (written since) replace or join theirs, pks not in
-        ``live`` (sorted) leave.  None when a full rebuild is due instead: a changed row names a value the
-        vocabulary does not know, or more than a fifth of the products changed."""
+    def refreshed(self, changed: Sequence[tuple[int, str | None, str | None, str | None, Mapping[str, Any]]], *,
+                  live: np.ndarray | None = None, removed: np.ndarray | None = None) -> FieldTable | None:
+        """This table for a later commit: ``changed`` rows (written since) replace or join theirs; the pks in
+        ``removed``, or not in ``live`` (sorted), leave.  None when a full rebuild is due instead: a changed row
+        names a value the vocabulary does not know, or more than a fifth of the products changed."""
         if len(changed) > max(64, len(self._pks) // 5):
             return None
         known = {name: {v: i for i, v in enumerate(values)} for name, values in self.vocabulary.fields.items()}
@@ -80,7 +80,11 @@ class FieldTable:
                     new_codes[name].append(-1)  # a value the vocabulary left out at build time
                 else:
                     return None
-        keep = member_sorted(self._pks, live) & ~np.isin(self._pks, new_pks)
+        keep = ~np.isin(self._pks, new_pks)
+        if live is not None:
+            keep &= member_sorted(self._pks, live)
+        if removed is not None:
+            keep &= ~member_sorted(self._pks, np.sort(removed))
         pks = np.concatenate([self._pks[keep], new_pks])
         order = np.argsort(pks, kind="stable")
         table = object.__new__(FieldTable)

@@ -53,8 +53,15 @@ class VectorView:
         self.segments: dict[str, list[LoadedSegment]] = {m: [loaded.get((info["name"], info.get("sha256"))) or _load(store, info)
                              for info in store.segments(m, commit=commit)] for m in MODALITIES}
         self.attribute_fields = frozenset(store.attribute_fields())
-        text_ids, text_segments = store.vector_ids("text")
-        image_pk, product_pk, position, image_segments = store.image_owners()
+        rows = None if previous is None else _rows_since(store, previous, commit)
+        removed: np.ndarray | None = None
+        if rows is None:  # the first view, or too much has changed: every row
+            text_ids, text_segments = store.vector_ids("text")
+            image_pk, product_pk, position, image_segments = store.image_owners()
+        else:
+            (text_ids, text_segments), (image_pk, product_pk, position, image_segments), removed = rows
+        #: The rows' own arrays, by id (a later commit's view starts from them).
+        self._rows = {"text": (text_ids, text_segments), "image": (image_pk, product_pk, position, image_segments)}
         self._image_pk, self._image_owner = image_pk, product_pk
         grouped = np.lexsort((position, product_pk))
         self._grouped_product = product_pk[grouped]
@@ -77,9 +84,10 @@ class VectorView:
         #: changed when it was built, else built by the first query that needs it.
         self.fields = LazyFieldTable(lambda: FieldTable(store.field_rows(), priors=field_priors, synonyms=synonyms))
         before = None if previous is None else previous.fields.built
-        if before is not None:
-            refreshed = before.refreshed(store.field_rows(since=previous.generation if previous else 0),
-                                         store.product_pk_array())
+        if before is not None and previous is not None:
+            changed = store.field_rows(since=previous.generation)
+            refreshed = (before.refreshed(changed, removed=removed) if removed is not None
+                         else before.refreshed(changed, live=store.product_pk_array()))
             if refreshed is not None:
                 self.fields = LazyFieldTable.of(refreshed)
 
@@ -193,6 +201,59 @@ class VectorView:
             "image_owner": np.repeat(np.arange(n), counts),
             "image_position": self._grouped_position[rows],
         }
+
+
+#: A view is refreshed from the previous one's arrays while fewer products than this changed.
+INCREMENTAL_LIMIT = 20_000
+
+
+def _rows_since(store: IndexStore, previous: VectorView, commit: dict[str, Any]) -> Any:
+    """The vector rows of ``commit`` built from ``previous``'s arrays and the products written or removed since
+    (a few indexed reads instead of every row); None when that is not possible or not cheaper."""
+    changes = store.changes_since(previous.generation, commit=commit)
+    if changes is None or len(changes[0]) > INCREMENTAL_LIMIT:
+        return None
+    changed, removed = changes
+    gone = np.union1d(changed, removed)
+    remap = {m: _renumbering(previous, store.segments(m, commit=commit), m) for m in MODALITIES}
+    if remap["text"] is None or remap["image"] is None:
+        return None
+    text_ids, text_segments = previous._rows["text"]
+    keep = ~member(text_ids, gone)
+    image_pk, owner, position, image_segments = previous._rows["image"]
+    keep_images = ~member(owner, gone)
+    if (remap["text"](text_segments[keep]) < 0).any() or (remap["image"](image_segments[keep_images]) < 0).any():
+        return None  # a row stayed in a segment that went without a merge: not a commit this reader can follow
+    new_ids, new_segments = store.vector_rows_of(changed)
+    ids = np.concatenate([text_ids[keep], new_ids])
+    order = np.argsort(ids, kind="stable")
+    text = ids[order], np.concatenate([remap["text"](text_segments[keep]), new_segments])[order]
+    keep = keep_images
+    fresh = store.image_rows_of(changed)
+    pks = np.concatenate([image_pk[keep], fresh[0]])
+    order = np.argsort(pks, kind="stable")
+    images = (pks[order], np.concatenate([owner[keep], fresh[1]])[order], np.concatenate([position[keep], fresh[2]])[order],
+              np.concatenate([remap["image"](image_segments[keep]), fresh[3]])[order])
+    return text, images, removed
+
+
+def _renumbering(previous: VectorView, infos: list[dict[str, Any]], modality: str) -> Any:
+    """A function renumbering ``previous``'s segment numbers to ``infos``' (merged segments name what they
+    merged); -1 for a segment that went in a way it cannot follow (dropped empty, a repair, merges of merges):
+    the caller reads every row when a surviving row maps there."""
+    now = {int(info["number"]) for info in infos}
+    merged = {int(n): int(info["number"]) for info in infos for n in info.get("merged_from", ())}
+    mapping = {}
+    for segment in previous.segments[modality]:  # a segment gone unmerged was dropped empty: -1, none of its rows stay
+        number = int(segment.info["number"])
+        target = merged.get(number, -1)
+        mapping[number] = number if number in now else (target if target in now else -1)
+    if not mapping:
+        return lambda numbers: numbers
+    lookup = np.full(max(max(mapping), 0) + 2, -1, dtype=np.int64)
+    for old, new in mapping.items():
+        lookup[old] = new
+    return lambda numbers: lookup[np.clip(numbers, 0, len(lookup) - 1)] if len(numbers) else numbers
 
 
 def _load(store: IndexStore, info: dict[str, Any]) -> LoadedSegment:

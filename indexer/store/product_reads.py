@@ -145,6 +145,36 @@ class ProductReads:
                     conn.exec_driver_sql(sql + " WHERE generation > ?", (int(since),)).all())
         return [(int(r[0]), r[1], r[2], r[3], r[4] if isinstance(r[4], dict) else json.loads(r[4] or "{}")) for r in rows]
 
+    def changes_since(self, generation: int, *, commit: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(pks of the products written after ``generation`` — new, replaced or updated —, pks of those removed
+        since), both sorted; None when removals that old are no longer kept (read everything instead)."""
+        if generation + 1 < int(commit.get("removals_from", 1)):
+            return None
+        with self._connect() as conn:
+            changed = np.sort(int_table(conn, "SELECT pk FROM products WHERE generation > ?", 1, (int(generation),))[:, 0])
+            removed = np.unique(int_table(conn, "SELECT product_pk FROM removals WHERE generation > ?", 1, (int(generation),))[:, 0])
+        return changed, removed
+
+    def vector_rows_of(self, product_pks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The text vector rows of ``product_pks``: (ids, segment numbers), by id."""
+        marks = ",".join("?" * len(product_pks))
+        if not len(product_pks):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        with self._connect() as conn:
+            table = int_table(conn, f"SELECT product_pk, coalesce(segment, -1) FROM text_vectors WHERE product_pk IN ({marks}) "
+                              "ORDER BY product_pk", 2, tuple(int(p) for p in product_pks))
+        return table[:, 0].copy(), table[:, 1].copy()
+
+    def image_rows_of(self, product_pks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``image_owners`` for the images of ``product_pks`` only."""
+        if not len(product_pks):
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        marks = ",".join("?" * len(product_pks))
+        with self._connect() as conn:
+            table = int_table(conn, f"SELECT pk, product_pk, position, coalesce(segment, -1) FROM images WHERE product_pk IN "
+                              f"({marks}) ORDER BY pk", 4, tuple(int(p) for p in product_pks))
+        return table[:, 0].copy(), table[:, 1].copy(), image_ranks(table[:, 1], table[:, 2]), table[:, 3].copy()
+
     def product_pk_array(self) -> np.ndarray:
         """Every stored product's pk, sorted."""
         with self._connect() as conn:

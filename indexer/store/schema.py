@@ -80,6 +80,22 @@ class TextVector(Base):
     segment: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
+class Removal(Base):
+    """A product removed (deleted, or replaced by a new version) by the commit of ``generation``: readers of an
+    earlier commit drop its vectors from their maps without re-reading every row.  Kept for
+    ``REMOVALS_KEPT`` generations."""
+
+    __tablename__ = "removals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    product_pk: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+#: Generations of removals kept; a reader further behind reads every row again.
+REMOVALS_KEPT = 10_000
+
+
 class AttributeValue(Base):
     """One attribute value of a product, typed for indexed filters: ``text`` always (a number's text form,
     ``true``/``false`` for booleans), ``number`` when the value is a number or numeric text, so ``size=42``

@@ -29,7 +29,7 @@ from indexer.store.database import WRITE, blobs_to_matrix, vector_to_blob, write
 from indexer.store.lock import LOCK_FILE as LOCK_FILE, WriteLock  # LOCK_FILE: re-exported for older imports
 from indexer.store.reader import IndexStore
 from indexer.store.records import MODALITIES, CommitInfo, EmbeddedProduct
-from indexer.store.schema import AttributeValue, ImageRow, IndexMeta, Product, TextVector
+from indexer.store.schema import REMOVALS_KEPT, AttributeValue, ImageRow, IndexMeta, Product, Removal, TextVector
 
 #: Ids per ``IN (...)`` list (well under SQLite's bound-parameter limit).
 _CHUNK = 500
@@ -37,6 +37,7 @@ _PRODUCTS = cast(Table, Product.__table__)
 _IMAGES = cast(Table, ImageRow.__table__)
 _TEXTS = cast(Table, TextVector.__table__)
 _VALUES = cast(Table, AttributeValue.__table__)
+_REMOVALS = cast(Table, Removal.__table__)
 
 
 def vector_table(modality: str) -> tuple[Table, Any]:
@@ -142,6 +143,8 @@ class IndexWriter:
         conn = self.session.connection()
         for chunk in _chunks(pks):  # images, text vectors and attribute values go by ON DELETE CASCADE
             conn.execute(delete(_PRODUCTS).where(_PRODUCTS.c.pk.in_(chunk)))
+        if pks:
+            conn.execute(insert(_REMOVALS), [{"generation": self.generation, "product_pk": pk} for pk in pks])
         return len(pks)
 
     def _pks_of(self, product_ids: list[str]) -> dict[str, int]:
@@ -197,7 +200,10 @@ class IndexWriter:
                     number += 1
             for modality in MODALITIES:
                 number = self._merge(modality, live, number, written)
-            commit: dict[str, Any] = {"generation": self.generation, "segments": live, "next_segment": number, "committed_at": time.time()}
+            horizon = max(1, self.generation - REMOVALS_KEPT + 1)
+            conn.execute(delete(_REMOVALS).where(_REMOVALS.c.generation < horizon))
+            commit: dict[str, Any] = {"generation": self.generation, "segments": live, "next_segment": number,
+                                      "removals_from": horizon, "committed_at": time.time()}
             self.session.merge(IndexMeta(key="commit", value=commit))
             self.session.commit()
         except BaseException:
@@ -230,8 +236,8 @@ class IndexWriter:
             return number
         ids, vectors = self._vectors(modality, picked)
         live[modality] = [s for s in live[modality] if s["number"] not in picked]
-        if len(ids):
-            live[modality].append(self._segment(modality, number, ids, vectors, written))
+        if len(ids):  # readers of earlier commits renumber their rows by "merged_from" instead of reading them all
+            live[modality].append({**self._segment(modality, number, ids, vectors, written), "merged_from": picked})
             conn.execute(update(table).where(table.c.segment.in_(picked)).values(segment=number))
             number += 1
         self.merged[modality] = len(ids)

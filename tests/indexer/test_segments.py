@@ -243,3 +243,39 @@ def test_an_index_of_the_format_before_segments_is_refused_and_the_demo_rebuilds
     with pytest.raises(IndexFormatError, match="rebuild the index"):
         IndexStore.open(old)
     assert not _index_is_current(old, tiny_encoder, 24) and not old.exists()
+
+
+def test_a_view_refreshed_from_the_last_one_equals_a_view_read_afresh(tmp_path, catalog, tiny_encoder, monkeypatch):
+    from indexer import pipeline
+    from search import vector_view
+
+    monkeypatch.setattr(pipeline, "_bulk_change", lambda report, store: False)
+    rows = [json.loads(line) for line in catalog.read_text().splitlines()]
+    folder = tmp_path / "idx"
+    config = IndexConfig(vectors=VectorIndexConfig(merge_factor=3, merge_floor=100))
+
+    def write(selected):
+        catalog.write_text("".join(json.dumps(r) + "\n" for r in selected))
+        build_index(catalog, folder, encoder=tiny_encoder, config=config, delete_missing=True)
+
+    write(rows[:8])
+    steps = [lambda: write(rows[:12]),  # new products: a new segment
+             lambda: write(rows[2:12]),  # two deleted
+             lambda: write([{**r, "price": 1.0} if i == 3 else r for i, r in enumerate(rows[2:16])]),  # a field update
+             lambda: write([{**r, "title": "renamed"} if i == 4 else r for i, r in enumerate(rows[2:18])]),  # a merge
+             lambda: write(rows[2:20])]
+    with IndexStore.open(folder) as store:
+        with store.snapshot():
+            view = VectorView(store)
+        for step in steps:
+            step()
+            with store.snapshot():
+                assert vector_view._rows_since(store, view, store.read_commit()) is not None  # refreshed, not re-read
+                view = VectorView(store, previous=view)
+                fresh = VectorView(store)
+            for modality in ("text", "image"):
+                for mine, truth in zip(view._rows[modality], fresh._rows[modality]):
+                    np.testing.assert_array_equal(mine, truth)
+            pks = store.product_pk_array()
+            np.testing.assert_array_equal(view.vectors_of(pks)["images"], fresh.vectors_of(pks)["images"])
+        assert any("merged_from" in s for s in store.segments("text", commit=store.read_commit()))
