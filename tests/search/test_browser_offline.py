@@ -85,7 +85,7 @@ def test_api_docs_render_without_network(offline):
 
     page.goto(tab.base + "/redoc")
     expect(page.locator("h1").first).to_contain_text("vitrina")
-    expect(page.get_by_text("Search by text (refine syntax), images and weighted terms").first).to_be_visible()
+    expect(page.get_by_text("Search by text (refine syntax), images, vectors and weighted terms").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "docs-redoc-offline.png"))
     assert not [url for url in tab.blocked if url.endswith((".js", ".css"))], tab.blocked
     assert not tab.failed, tab.failed
