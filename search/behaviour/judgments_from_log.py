@@ -16,10 +16,7 @@ One row per (query, shown product), in the format ``search.evaluation.judgments`
   impression in the window by EM (``search.behaviour.click_model``; photo queries count here too, as
   queries known by their hash) and a positive's weight is ``1 / θ_pos`` of the position it got its strongest
   event at (the mean over its searches), clipped at ``max_weight`` — inverse propensity scoring for clicks as
-  in Joachims et al. 2017.  A product shown and not clicked weighs ``θ_pos`` of where it was shown (at least
-  ``1 / max_weight``): a shopper who never looked at position 9 said nothing about its product, so an unclicked
-  product low on the page is weak evidence of irrelevance (the examination hypothesis of the position-based
-  model).  ``correct_bias=False``: every weight 1.
+  in Joachims et al. 2017.  A product shown and not clicked weighs 1.  ``correct_bias=False``: every weight 1.
 
 ``before`` / ``after`` (datetimes, ISO dates or epoch seconds) keep the searches made at ``after <= at <
 before`` (with their events): a shop trains on older searches and evaluates on newer ones.
@@ -39,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import VitrinaError
-from search.behaviour.click_model import fit_pbm, ips_weights, propensities
+from search.behaviour.click_model import fit_pbm, ips_weights
 from search.behaviour.log import EVENT_GRADES, LOG_FILE, LoggedEvent, LoggedSearch, read_log, rotated_files
 from search.evaluation.judgments import JudgmentsError
 
@@ -225,8 +222,6 @@ def collect_judgments(folder: str | Path, *, correct_bias: bool = True, before: 
             weight = 1.0
             if grade > 0 and correct_bias and at:
                 weight = float(ips_weights(theta, [at], max_weight=max_weight)[0])
-            elif correct_bias and position:  # a non-click is evidence only where the shopper looked
-                weight = max(float(propensities(theta, [position])[0]), 1.0 / max_weight)
             entry = pooled.setdefault(qid, {}).setdefault(pid, [0, -1, [], search.at])
             entry[0] += 1
             if grade > entry[1]:
@@ -243,7 +238,7 @@ def collect_judgments(folder: str | Path, *, correct_bias: bool = True, before: 
             if grade > 0:
                 positives[_GRADE_NAMES[grade]] += 1
             rows.append({"query_id": qid, **heads[qid], "product_id": pid, "label": grade,
-                         "weight": round(float(np.mean(weights)), 6),
+                         "weight": round(float(np.mean(weights)), 6) if grade > 0 else 1.0,
                          "logged_at": datetime.fromtimestamp(last, timezone.utc).isoformat(timespec="seconds")})
     replayable = len(window.searches) - sum(skipped.values())
     return LogJudgments(rows=rows, searches=window.total_searches, in_window=len(window.searches),

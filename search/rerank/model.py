@@ -10,8 +10,7 @@ Training (:func:`fit`) is torch on padded per-query tensors, with a pairwise (Ra
 gain difference ``2**a - 2**b``) or pointwise (binary cross-entropy on ``label / max_label``) objective,
 averaged per query and then over queries (each kind weighing the same with ``balance_kinds``); the epoch with
 the best validation nDCG@10 (mean over kinds) is kept.  A candidate's label weight (``QueryData.weights``,
-e.g. the inverse propensity of a logged click) multiplies its loss; a pair's loss is multiplied by both of its
-candidates' weights.
+e.g. the inverse propensity of a logged click) multiplies its loss, or its pairs' when it is the better one.
 Query time needs only numpy (:func:`forward`), and a test holds the two forwards equal.
 """
 
@@ -92,7 +91,7 @@ class QueryData:
     judged: np.ndarray  # every judged label of the query (for nDCG's ideal)
     fused: np.ndarray  # (n,) the fused scores (the baseline order)
     kind: str = "text"
-    #: (n,) how much each candidate's label counts (a pair counts the product of its two candidates'); None: all 1.
+    #: (n,) how much each candidate's label counts (a pair counts its better candidate's); None: all 1.
     weights: np.ndarray | None = None
 
 
@@ -211,8 +210,8 @@ def _pad_weights(data: Sequence[QueryData]) -> torch.Tensor | None:
 def _loss(objective: str, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor,
           max_label: float, label_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-query losses (each query's pairs or candidates averaged), then their ``weights``-weighted mean.
-    ``label_weights`` (B, N) multiply each candidate's loss (pointwise) or each pair's by the product of its two
-    candidates' weights (pairwise); the normalisers stay unweighted, so weights of 1 change nothing."""
+    ``label_weights`` (B, N) multiply each candidate's loss (pointwise) or each pair's by its better candidate's
+    weight (pairwise); the normalisers stay unweighted, so weights of 1 change nothing."""
     import torch
     import torch.nn.functional as F
 
@@ -226,8 +225,8 @@ def _loss(objective: str, scores: torch.Tensor, labels: torch.Tensor, mask: torc
         pair = (gain[:, :, None] - gain[:, None, :]).clamp(min=0) * (mask[:, :, None] & mask[:, None, :])
         diff = scores[:, :, None] - scores[:, None, :]
         terms = pair * F.softplus(-diff)
-        if label_weights is not None:  # pair (i, j), i better: i's weight times j's (how much j's label is to be believed)
-            terms = terms * label_weights[:, :, None] * label_weights[:, None, :]
+        if label_weights is not None:  # pair (i, j) counts when i is better: i's weight
+            terms = terms * label_weights[:, :, None]
         per_query = terms.sum((1, 2)) / pair.sum((1, 2)).clamp(min=1e-9)
     return (per_query * weights).sum() / weights.sum().clamp(min=1e-9)
 
