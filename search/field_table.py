@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from search.field_match import EMPTY_VOCABULARY, Vocabulary, build_vocabulary
+from search.sorted_ids import member
 
 #: Titles read for mining synonyms (a deterministic sample beyond this many products).
 SYNONYM_SAMPLE = 20_000
@@ -82,9 +83,9 @@ class FieldTable:
                     return None
         keep = ~np.isin(self._pks, new_pks)
         if live is not None:
-            keep &= member_sorted(self._pks, live)
+            keep &= member(self._pks, live)
         if removed is not None:
-            keep &= ~member_sorted(self._pks, np.sort(removed))
+            keep &= ~member(self._pks, np.sort(removed))
         pks = np.concatenate([self._pks[keep], new_pks])
         order = np.argsort(pks, kind="stable")
         table = object.__new__(FieldTable)
@@ -119,15 +120,6 @@ class FieldTable:
         index = {v: i for i, v in enumerate(self.vocabulary.fields[field])}
         wanted = [index[v] for v in values if v in index]
         return self._pks[np.isin(codes, wanted)] if wanted else np.empty(0, np.int64)
-
-
-def member_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """Which of ``values`` are in the sorted ``sorted_ids``."""
-    if not len(sorted_ids):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-    found: np.ndarray = sorted_ids[at] == values
-    return found
 
 
 class LazyFieldTable:

@@ -25,7 +25,8 @@ from search.field_table import FieldTable
 from search.query import Term
 from search.results import no_candidates
 from search.scoring import QueryFields, Weights, score
-from search.vector_view import VectorView, member
+from search.sorted_ids import member
+from search.vector_view import VectorView
 
 
 def gather_candidates(store: IndexStore, config: SearchConfig, view: VectorView, terms: list[Term],

@@ -188,7 +188,7 @@ def test_full_text_index_stays_in_step_with_products(built_index, catalog, tiny_
 
 
 def test_query_view_array_helpers_match_numpy():
-    from search.vector_view import _ranges, member
+    from search.sorted_ids import member, ranges as _ranges
 
     rng = np.random.default_rng(0)
     for _ in range(200):
