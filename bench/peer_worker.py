@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run with -I (isolated): its sibling modules, nothing else
 from peer_worker_base import EF_LADDER, LADDER, META_COLUMNS, Peer, recall, row_of  # noqa: F401  (a script: siblings import plainly)
 from peer_engines import ClipRetrieval, Lance, Txtai
 
