@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,21 +174,8 @@ def build_index(
                                 outcome="kept the stored version"))
                     products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages, vectors=vectors)
                     with stages.time("store"):
-                        writer.put_many(products)
-                        for product in products:
-                            if product.record.id in stored:
-                                report.updated += 1
-                            else:
-                                report.indexed += 1
-                            report.images += len(product.images)
-                        moved = writer.update_fields([(item.record, item.content_hash) for item in prepared.field_only])
-                        report.updated += moved
-                        report.fields_only += moved
-                        changes += len(products) + moved
-                        if config.commit_every and changes >= config.commit_every:
-                            writer.commit()
-                            report.commits += 1
-                            changes = 0
+                        changes = store_batch(writer, products, [(item.record, item.content_hash) for item in prepared.field_only],
+                                              stored=stored, report=report, changes=changes, commit_every=config.commit_every)
                     if progress:
                         progress(len(prepared.records))
             with stages.time("store"):
@@ -210,6 +197,25 @@ def build_index(
     report.seconds = round(time.perf_counter() - started, 3)
     report.stages = stages.to_json()
     return report
+
+
+def store_batch(writer: IndexWriter, products: list[EmbeddedProduct], in_place: list[tuple[ProductRecord, str | None]], *,
+                stored: Mapping[str, Any], report: IndexReport, changes: int, commit_every: int) -> int:
+    """Store a batch (re-embedded products put, field-only changes updated in place), count it in ``report``, and
+    commit once ``commit_every`` changes are staged; returns the changes staged since the last commit."""
+    writer.put_many(products)
+    moved = writer.update_fields(in_place)
+    updated = sum(p.record.id in stored for p in products)
+    report.updated += updated + moved
+    report.fields_only += moved
+    report.indexed += len(products) - updated
+    report.images += sum(len(p.images) for p in products)
+    changes += len(products) + moved
+    if commit_every and changes >= commit_every:
+        writer.commit()
+        report.commits += 1
+        changes = 0
+    return changes
 
 
 def _bulk_change(report: IndexReport, store: IndexStore) -> bool:

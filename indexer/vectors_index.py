@@ -25,7 +25,7 @@ from typing import Any
 from indexer.catalog import ProductRecord
 from indexer.config import IndexConfig
 from indexer.encoders.base import ModelIdentity
-from indexer.pipeline import IndexReport, content_hash, embed_hash
+from indexer.pipeline import IndexReport, content_hash, embed_hash, store_batch
 from indexer.store.reader import IndexStore
 from indexer.store.records import EmbeddedProduct
 from indexer.store.writer import IndexWriter
@@ -73,18 +73,8 @@ def index_vectors(
                         given = vectors.given_at(row, record)
                         products.append(EmbeddedProduct(record=record, text_vector=given.text, images=given.images or (),
                                                         content_hash=hashed, embed_hash=embedded))
-                writer.put_many(products)
-                moved = writer.update_fields(in_place)
-                updated = sum(p.record.id in stored for p in products)
-                report.updated += updated + moved
-                report.fields_only += moved
-                report.indexed += len(products) - updated
-                report.images += sum(len(p.images) for p in products)
-                changes += len(products) + moved
-                if config.commit_every and changes >= config.commit_every:
-                    writer.commit()
-                    report.commits += 1
-                    changes = 0
+                changes = store_batch(writer, products, in_place, stored=stored, report=report, changes=changes,
+                                      commit_every=config.commit_every)
                 if progress:
                     progress(min(config.batch_size, len(records) - start))
             if changes or report.commits == 0 and not store.commit_info.get("segments"):
