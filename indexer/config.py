@@ -149,6 +149,10 @@ class VectorIndexConfig:
     max_merge_vectors: int = 100_000
     #: A segment whose share of dead vectors (deleted or replaced products) reaches this is rewritten.
     expunge_dead_fraction: float = 0.5
+    #: A segment file a commit stops naming (merged, emptied) is deleted only once it has been out of use for
+    #: this many commits and this many seconds: readers elsewhere (serving replicas) may still be loading it.
+    keep_generations: int = 3
+    keep_seconds: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +174,9 @@ class IndexConfig:
     vectors: VectorIndexConfig = field(default_factory=VectorIndexConfig)
     #: Batches the reading worker prepares ahead of the model.
     prefetch_depth: int = 2
+    #: Where the metadata lives: None = the SQLite file in the index folder; a ``postgresql+psycopg://`` URL =
+    #: that PostgreSQL database (the FAISS segment files stay in the folder).
+    database: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,3 +63,7 @@ class IndexWriteError(VitrinaError):
 
 class QueryError(VitrinaError):
     """A query, a filter expression or a search parameter is invalid."""
+
+
+class DatabaseUnavailableError(VitrinaError):
+    """The metadata database (PostgreSQL) cannot be reached, or refused the connection (HTTP 503)."""

@@ -149,6 +149,7 @@ def build_index(
     store = IndexStore.create(
         folder, identity=encoder.identity, index_type=config.index_type, max_memory=config.max_memory,
         model_spec=model_spec or {"name": encoder.identity.name, "pretrained": encoder.identity.pretrained},
+        database=config.database,
     )
     try:
         with IndexWriter(store, config=config.vectors) as writer:

@@ -53,7 +53,8 @@ def index_vectors(
     vectors.check_dim(identity.dim, model=f"the model {identity.name}")
     report = IndexReport(catalog=f"<{len(records)} records>", index=str(folder))
     store = IndexStore.create(folder, identity=identity, index_type=config.index_type, max_memory=config.max_memory,
-                              model_spec=model_spec or {"name": identity.name, "pretrained": identity.pretrained})
+                              model_spec=model_spec or {"name": identity.name, "pretrained": identity.pretrained},
+                              database=config.database)
     try:
         with IndexWriter(store, config=config.vectors) as writer:
             stored = store.content_hashes()

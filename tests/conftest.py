@@ -104,11 +104,14 @@ def catalog(tmp_path) -> Path:
 
 
 @pytest.fixture
-def built_index(tmp_path, catalog, tiny_encoder) -> Path:
+def built_index(tmp_path, catalog, tiny_encoder, database) -> Path:
+    """``catalog`` indexed into a folder (metadata in ``database``: SQLite unless a module asks for both)."""
+    from indexer.config import IndexConfig
     from indexer.pipeline import build_index
 
     folder = tmp_path / "index"
-    build_index(catalog, folder, encoder=tiny_encoder, model_spec={"name": str(_model_dir(tiny_encoder)), "pretrained": None})
+    build_index(catalog, folder, encoder=tiny_encoder, model_spec={"name": str(_model_dir(tiny_encoder)), "pretrained": None},
+                config=IndexConfig(database=database))
     return folder
 
 
@@ -155,3 +158,44 @@ def corrupt_exif_images() -> dict[str, bytes]:
 def post_json(client: Any, text: str) -> Any:
     """POST /search with a raw JSON text (so that escapes like \\ud800 reach the server as written)."""
     return client.post("/search", content=text.encode(), headers={"content-type": "application/json"})
+
+
+# -- PostgreSQL: a throwaway cluster per session, a fresh database per test -----------------------------------------------
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A running throwaway PostgreSQL cluster; skipped where PostgreSQL or psycopg is missing, except in CI
+    (``CI`` set), where that fails the test."""
+    from vitrina.testing.postgres_cluster import PostgresCluster, PostgresUnavailable
+
+    try:
+        import psycopg  # noqa: F401
+        cluster = PostgresCluster.start()
+    except (ImportError, PostgresUnavailable) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests cannot run in CI: {exc}")
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """The URL of a new empty database in the session's cluster."""
+    return pg_cluster.create_database()
+
+
+#: Where the metadata of test indexes lives: modules that run against both backends override ``database``
+#: with ``BOTH_DATABASES`` as params.
+BOTH_DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def database_for(request) -> str | None:
+    """None for SQLite, a fresh PostgreSQL database's URL for "postgresql"."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return None
+
+
+@pytest.fixture
+def database() -> str | None:
+    return None

@@ -1,120 +1,85 @@
-"""SQLite through SQLAlchemy: how an index folder's database is opened, and vectors as blobs.
+"""Opening an index's metadata database (SQLite in the folder, or PostgreSQL by URL), the domain errors
+of its failures, and vectors as blobs.
 
-Every connection gets foreign keys, a busy timeout, a 64 MiB page cache and a memory map (the query
-path reads a few rows per search and should find them in memory), and a temporary ``fts5vocab`` view
-of the word index (how many products each word occurs in); readers are ``query_only``, the writer
-runs in WAL mode.  Transactions are real SQLite transactions (``BEGIN`` on begin); write transactions
-(``WRITE`` execution options) begin ``IMMEDIATE``, so a write waits for another process's write lock
-(up to ``BUSY_TIMEOUT_S``) instead of failing at its first statement.
+``open_backend`` picks the backend: an explicit ``database`` URL (PostgreSQL), else the folder's own
+``vitrina.db`` (SQLite), else the PostgreSQL database the folder names in ``database.json`` (written when
+the index was created there; without a password: give it with ``PGPASSWORD`` or ``~/.pgpass``, or pass the
+URL again).
 
-A reader of a folder it cannot write (a read-only copy or mount of a finished index) opens the database
-``immutable``: SQLite then needs no ``-shm``/``-wal`` files beside it.  The pool holds a connection per
-thread that asks (each thread holds at most one: its snapshot), so concurrent searches never wait for one.
-
-``write_errors`` turns SQLite's and the file system's failures (disk full, locked, read-only) into
-``IndexWriteError`` / ``IndexLockedError`` with what to do, without the SQL or the row data.
+``write_errors`` turns the databases' and the file system's failures (disk full, locked, read-only,
+unreachable) into ``IndexWriteError`` / ``IndexLockedError`` / ``DatabaseUnavailableError`` with what to do,
+without the SQL or the row data.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import sqlite3
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import QueuePool
 
-from indexer.errors import IndexFormatError, IndexLockedError, IndexWriteError, VitrinaError
+from indexer.errors import IndexFormatError, IndexWriteError, VitrinaError
+from indexer.store.backend import Backend
+from indexer.store.postgres_backend import PostgresBackend, make_url_safe, normalise_url, translate_postgres_error
 from indexer.store.schema import DATABASE_FILE
+from indexer.store.sqlite_backend import SQLiteBackend, translate_sqlite_error
 
-#: How long a statement waits for another process's lock before ``IndexLockedError``.
-BUSY_TIMEOUT_S = 30.0
-#: Execution options of a write transaction: it begins ``IMMEDIATE`` (takes the write lock, waiting for it).
-WRITE = {"sqlite_begin": "IMMEDIATE"}
-#: Connections kept open for reuse; more are opened (never waited for) while more threads read at once.
-POOL_SIZE = 16
-
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+#: The file in an index folder naming the PostgreSQL database that holds its metadata.
+DATABASE_POINTER = "database.json"
 
 
-def database_url(folder: Path) -> str:
-    return f"sqlite:///{folder / DATABASE_FILE}"
+def postgres_url(database: str | None) -> str | None:
+    """``database`` as a PostgreSQL URL (None: SQLite); ``IndexFormatError`` for anything else."""
+    if database is None or database in ("", "sqlite"):
+        return None
+    try:
+        return normalise_url(database)
+    except ValueError as exc:
+        raise IndexFormatError(f"--db: {exc}; leave it out to keep the metadata in the index folder (SQLite)") from None
 
 
-def writable_location(folder: Path) -> bool:
-    """Whether this process may write the database and create its ``-wal``/``-shm`` files beside it."""
-    path = folder / DATABASE_FILE
-    effective = os.access in os.supports_effective_ids
-    return os.access(folder, os.W_OK | os.X_OK, effective_ids=effective) and \
-        os.access(path, os.R_OK | os.W_OK, effective_ids=effective)
+def has_index(folder: Path, database: str | None = None) -> bool:
+    """Whether an index's metadata is there (without opening a PostgreSQL connection)."""
+    return postgres_url(database) is not None or SQLiteBackend.file_exists(folder) or (folder / DATABASE_POINTER).is_file()
 
 
-def make_engine(folder: Path, *, readonly: bool) -> Engine:
-    """An engine whose transactions are real SQLite transactions (``BEGIN`` on begin), so a
-    read transaction sees one snapshot of the database (WAL) across all its statements."""
-    path = (folder / DATABASE_FILE).absolute()
-    immutable = readonly and path.is_file() and not writable_location(folder)
-    uri = f"file:{quote(str(path))}" + ("?immutable=1" if immutable else "")
+def open_backend(folder: Path, database: str | None = None, *, readonly: bool, create: bool = False) -> Backend:
+    """The metadata database of the index at ``folder``.  ``create``: a new SQLite file may be made."""
+    url = postgres_url(database)
+    if url is None and not SQLiteBackend.file_exists(folder) and (folder / DATABASE_POINTER).is_file():
+        try:
+            url = postgres_url(json.loads((folder / DATABASE_POINTER).read_text(encoding="utf-8"))["url"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexFormatError(f"{folder / DATABASE_POINTER}: unreadable ({exc}); pass --db URL") from None
+    if url is not None:
+        return PostgresBackend.open(folder, url, readonly=readonly)
+    if not create and not SQLiteBackend.file_exists(folder):
+        raise IndexFormatError(f"{folder}: not an index folder (no {DATABASE_FILE}); build one with `vitrina index` "
+                               "(or pass --db URL when its metadata lives in PostgreSQL)")
+    return SQLiteBackend.open(folder, readonly=readonly)
 
-    def connect() -> sqlite3.Connection:
-        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
 
-    # every thread holds at most one connection (its snapshot): unbounded overflow never makes one wait,
-    # where a bounded pool ran out at 16 concurrent searches (TimeoutError after 30 s)
-    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below, pysqlite nothing of its own
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache per connection (default 2 MiB)
-        cursor.execute("PRAGMA mmap_size=268435456")  # read pages through a 256 MiB memory map
-        # per-connection view of the FTS5 vocabulary (document count of each word), made before query_only
-        cursor.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.products_fts_words USING fts5vocab(main, products_fts, 'row')")
-        if readonly:
-            cursor.execute("PRAGMA query_only=ON")
-        else:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
-
-    return engine
+def remember_database(backend: Backend) -> None:
+    """Name a PostgreSQL database in the index folder (without its password), so later commands find it."""
+    if isinstance(backend, PostgresBackend):
+        with write_errors(backend.folder):
+            (backend.folder / DATABASE_POINTER).write_text(json.dumps({"url": make_url_safe(backend.url)}) + "\n",
+                                                          encoding="utf-8")
 
 
 def translate_error(exc: BaseException, folder: Path) -> VitrinaError | None:
     """The domain error for a database or file-system failure of the index at ``folder``; None for others.
 
-    By SQLite's error code and the OS's errno, never by message: the message names what to do, and never
-    carries the SQL statement or the product data SQLAlchemy's own message would."""
-    orig = getattr(exc, "orig", None) or exc  # SQLAlchemy's DBAPIError wraps sqlite3's exception
-    if isinstance(orig, sqlite3.Error):
-        code = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF
-        if code in (_BUSY, _LOCKED):
-            return IndexLockedError(f"{folder}: another process holds the index database's write lock (waited "
-                                    f"{BUSY_TIMEOUT_S:g} s); let it finish or stop it, then run again")
-        if code == _FULL:
-            return IndexWriteError(f"{folder}: the disk is full (writing the index database); free some space and "
-                                   "run again: the last commit is intact")
-        if code in (_READONLY, _CANTOPEN, _IOERR):
-            return IndexWriteError(f"{folder}: cannot write the index database ({orig}); check the folder's "
-                                   "permissions and free space, then run again: the last commit is intact")
-        if code in (_CORRUPT, _NOTADB):
-            return IndexFormatError(f"{folder}: the index database is damaged ({orig}); `vitrina check --index {folder}` "
-                                    "says more; rebuild the index into a new folder")
-        return None
+    By SQLite's error code, PostgreSQL's SQLSTATE and the OS's errno, never by message: the message names
+    what to do, and never carries the SQL statement or the product data SQLAlchemy's own message would."""
+    translated = translate_sqlite_error(exc, folder) or translate_postgres_error(exc, str(folder))
+    if translated is not None:
+        return translated
+    orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
         return IndexWriteError(f"{folder}: no space left on the device ({getattr(orig, 'filename', None) or 'index files'}); "
                                "free some space and run again: the last commit is intact")
@@ -162,10 +127,10 @@ def image_ranks(owners: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def int_table(conn: Any, sql: str, columns: int, params: tuple[Any, ...] = ()) -> np.ndarray:
-    """The integer rows of ``sql`` as an (n, ``columns``) int64 array, read from the DBAPI cursor as plain tuples
-    (numpy probing SQLAlchemy ``Row`` objects one by one costs ~50x more: 6 s for 100k rows)."""
-    cursor = conn.exec_driver_sql(sql, params).cursor
+def int_table(conn: Any, statement: Any, columns: int, params: dict[str, Any] | None = None) -> np.ndarray:
+    """The integer rows of ``statement`` as an (n, ``columns``) int64 array, read from the DBAPI cursor as plain
+    tuples (numpy probing SQLAlchemy ``Row`` objects one by one costs ~50x more: 6 s for 100k rows)."""
+    cursor = conn.execute(statement, params or {}).cursor
     rows = cursor.fetchall() if cursor is not None else []
     return np.array(rows, dtype=np.int64).reshape(len(rows), columns)
 

@@ -1,7 +1,8 @@
 """What the read path asks of an index folder's database: metadata, filters, words, vectors.
 
 A mixin of ``IndexStore``: every method reads through ``_connect``, so inside ``store.snapshot()``
-all of them see one commit.  The query path's hot statements are plain SQL with positional parameters.
+all of them see one commit.  The query path's hot statements are prepared ``text()`` constructs with bound
+parameters (lists expand into ``IN``), which SQLite and PostgreSQL both run; words go to the backend.
 """
 
 from __future__ import annotations
@@ -12,26 +13,45 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import column, func, literal_column, select, table
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
 from indexer.catalog import encodable
 from indexer.encoders.base import ModelIdentity
+from indexer.store.backend import Backend
 from indexer.store.database import blobs_to_matrix, image_ranks, int_table
-from indexer.store.schema import FTS_WEIGHTS, ImageRow, Product, TextVector
+from indexer.store.schema import ImageRow, Product, TextVector
 
-_BM25 = f"-bm25(products_fts, {', '.join(repr(w) for w in FTS_WEIGHTS)})"
-_LEXICAL_SQL = (f"SELECT rowid, {_BM25} AS score FROM products_fts WHERE products_fts MATCH ? "
-                "ORDER BY score DESC, rowid LIMIT ?")
-# "+rowid": a bare rowid would hand the list to FTS5, which then runs one full-text lookup per allowed product
-_LEXICAL_ALLOWED_SQL = (f"SELECT rowid, {_BM25} AS score FROM products_fts WHERE products_fts MATCH ? "
-                        "AND +rowid IN (SELECT value FROM json_each(?)) ORDER BY score DESC, rowid LIMIT ?")
+
+def _sql(statement: str, *lists: str) -> Any:
+    """A prepared statement; ``lists`` name the parameters that expand into ``IN (...)``."""
+    return text(statement).bindparams(*(bindparam(name, expanding=True) for name in lists))
+
+
+_ATTRIBUTE_KEYS = _sql("SELECT DISTINCT key FROM attribute_values")
+_HAS_NUMBER = _sql("SELECT 1 FROM attribute_values WHERE key = :key AND number IS NOT NULL LIMIT 1")
+_PRICES = _sql("SELECT pk, price FROM products WHERE pk IN :pks", "pks")
+_NUMBERS = _sql("SELECT product_pk, number FROM attribute_values WHERE key = :key AND product_pk IN :pks", "pks")
+_FIELD_ROWS = _sql("SELECT pk, title, category, brand, attributes FROM products")
+_FIELD_ROWS_SINCE = _sql("SELECT pk, title, category, brand, attributes FROM products WHERE generation > :generation")
+_CHANGED = _sql("SELECT pk FROM products WHERE generation > :generation")
+_REMOVED = _sql("SELECT product_pk FROM removals WHERE generation > :generation")
+_TEXT_ROWS_OF = _sql("SELECT product_pk, coalesce(segment, -1) FROM text_vectors WHERE product_pk IN :pks "
+                     "ORDER BY product_pk", "pks")
+_IMAGE_ROWS_OF = _sql("SELECT pk, product_pk, position, coalesce(segment, -1) FROM images WHERE product_pk IN :pks "
+                      "ORDER BY pk", "pks")
+_ALL_PKS = _sql("SELECT pk FROM products ORDER BY pk")
+_ALL_IMAGES = _sql("SELECT pk, product_pk, position, coalesce(segment, -1) FROM images ORDER BY pk")
+_PRODUCTS = _sql("SELECT pk, id, title, description, price, category, brand, attributes FROM products WHERE pk IN :pks", "pks")
+_LOCATIONS = _sql("SELECT product_pk, location FROM images WHERE product_pk IN :pks ORDER BY product_pk, position", "pks")
+_HASHES = _sql("SELECT id, content_hash, embed_hash FROM products")
 
 
 class ProductReads:
     """Reads of products, images, vectors and words (needs ``_connect`` and ``identity``)."""
 
     identity: ModelIdentity
+    backend: Backend
 
     def _connect(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -49,15 +69,14 @@ class ProductReads:
     def attribute_fields(self) -> list[str]:
         """Attribute names present in the catalog (filterable beside price, category, brand)."""
         with self._connect() as conn:
-            rows = conn.exec_driver_sql("SELECT DISTINCT key FROM attribute_values ORDER BY key").all()
-        return [r[0] for r in rows]
+            rows = conn.execute(_ATTRIBUTE_KEYS).all()
+        return sorted(r[0] for r in rows)  # by code point, whatever the database's collation
 
     def numeric_fields(self, keys: Iterable[str]) -> list[str]:
         """Those of the attribute names ``keys`` with at least one numeric value (a number or numeric text):
         what a query may sort and boost by beside ``price`` (one index seek per name)."""
         with self._connect() as conn:
-            return [key for key in sorted(set(keys)) if conn.exec_driver_sql(
-                "SELECT 1 FROM attribute_values WHERE key = ? AND number IS NOT NULL LIMIT 1", (key,)).first()]
+            return [key for key in sorted(set(keys)) if conn.execute(_HAS_NUMBER, {"key": key}).first()]
 
     def field_numbers(self, field: str, product_pks: Sequence[int]) -> np.ndarray:
         """The number of ``field`` (``price``, or an attribute's number or numeric text) of each of ``product_pks``,
@@ -68,11 +87,8 @@ class ProductReads:
         with self._connect() as conn:
             for start in range(0, len(pks), 10_000):
                 chunk = pks[start:start + 10_000]
-                marks = ",".join("?" * len(chunk))
-                rows = (conn.exec_driver_sql(f"SELECT pk, price FROM products WHERE pk IN ({marks})", tuple(chunk)).all()
-                        if field == "price" else conn.exec_driver_sql(
-                            f"SELECT product_pk, number FROM attribute_values WHERE key = ? AND product_pk IN ({marks})",
-                            (field, *chunk)).all())
+                rows = (conn.execute(_PRICES, {"pks": chunk}).all() if field == "price"
+                        else conn.execute(_NUMBERS, {"key": field, "pks": chunk}).all())
                 for pk, number in rows:
                     if number is not None:
                         out[position[pk]] = float(number)
@@ -110,39 +126,23 @@ class ProductReads:
         matching ``clauses`` or, faster when the caller has them, among the ``allowed`` product pks."""
         if not words:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-        if allowed is not None:  # the words drive the search; each match is checked against the list
-            with self._connect() as conn:
-                rows = conn.exec_driver_sql(_LEXICAL_ALLOWED_SQL, (match, json.dumps(allowed.tolist()), int(limit))).all()
-        elif clauses:
-            fts = table("products_fts", column("rowid"))
-            score = (-func.bm25(literal_column("products_fts"), *(literal_column(repr(w)) for w in FTS_WEIGHTS))).label("score")
-            statement = (select(fts.c.rowid, score).where(literal_column("products_fts").op("MATCH")(match))
-                         .where(literal_column("+products_fts.rowid").in_(select(Product.pk).where(*clauses)))
-                         .order_by(score.desc(), fts.c.rowid).limit(int(limit)))
-            with self._connect() as conn:
-                rows = conn.execute(statement).all()
-        else:  # the common case, on every text search: plain SQL
-            with self._connect() as conn:
-                rows = conn.exec_driver_sql(_LEXICAL_SQL, (match, int(limit))).all()
+        with self._connect() as conn:
+            rows = self.backend.lexical(conn, words, clauses=clauses, allowed=allowed, limit=limit)
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
     def word_counts(self, words: Sequence[str]) -> dict[str, int]:
         """How many products each of ``words`` occurs in (words in no product are left out)."""
         if not words:
             return {}
-        marks = ",".join("?" * len(words))
         with self._connect() as conn:
-            rows = conn.exec_driver_sql(f"SELECT term, doc FROM temp.products_fts_words WHERE term IN ({marks})", tuple(words)).all()
-        return {term: int(doc) for term, doc in rows}
+            return self.backend.word_counts(conn, words)
 
     def field_rows(self, *, since: int | None = None) -> list[tuple[int, str | None, str | None, str | None, dict[str, Any]]]:
         """(pk, title, category, brand, attributes) of every product (``since``: of those written by commits after
         that generation): the read path's field table is built from these, and refreshed with what changed."""
-        sql = "SELECT pk, title, category, brand, attributes FROM products"
         with self._connect() as conn:
-            rows = (conn.exec_driver_sql(sql).all() if since is None else
-                    conn.exec_driver_sql(sql + " WHERE generation > ?", (int(since),)).all())
+            rows = (conn.execute(_FIELD_ROWS).all() if since is None else
+                    conn.execute(_FIELD_ROWS_SINCE, {"generation": int(since)}).all())
         return [(int(r[0]), r[1], r[2], r[3], r[4] if isinstance(r[4], dict) else json.loads(r[4] or "{}")) for r in rows]
 
     def changes_since(self, generation: int, *, commit: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -151,34 +151,30 @@ class ProductReads:
         if generation + 1 < int(commit.get("removals_from", 1)):
             return None
         with self._connect() as conn:
-            changed = np.sort(int_table(conn, "SELECT pk FROM products WHERE generation > ?", 1, (int(generation),))[:, 0])
-            removed = np.unique(int_table(conn, "SELECT product_pk FROM removals WHERE generation > ?", 1, (int(generation),))[:, 0])
+            changed = np.sort(int_table(conn, _CHANGED, 1, {"generation": int(generation)})[:, 0])
+            removed = np.unique(int_table(conn, _REMOVED, 1, {"generation": int(generation)})[:, 0])
         return changed, removed
 
     def vector_rows_of(self, product_pks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The text vector rows of ``product_pks``: (ids, segment numbers), by id."""
-        marks = ",".join("?" * len(product_pks))
         if not len(product_pks):
             return np.empty(0, np.int64), np.empty(0, np.int64)
         with self._connect() as conn:
-            table = int_table(conn, f"SELECT product_pk, coalesce(segment, -1) FROM text_vectors WHERE product_pk IN ({marks}) "
-                              "ORDER BY product_pk", 2, tuple(int(p) for p in product_pks))
+            table = int_table(conn, _TEXT_ROWS_OF, 2, {"pks": [int(p) for p in product_pks]})
         return table[:, 0].copy(), table[:, 1].copy()
 
     def image_rows_of(self, product_pks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``image_owners`` for the images of ``product_pks`` only."""
         if not len(product_pks):
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-        marks = ",".join("?" * len(product_pks))
         with self._connect() as conn:
-            table = int_table(conn, f"SELECT pk, product_pk, position, coalesce(segment, -1) FROM images WHERE product_pk IN "
-                              f"({marks}) ORDER BY pk", 4, tuple(int(p) for p in product_pks))
+            table = int_table(conn, _IMAGE_ROWS_OF, 4, {"pks": [int(p) for p in product_pks]})
         return table[:, 0].copy(), table[:, 1].copy(), image_ranks(table[:, 1], table[:, 2]), table[:, 3].copy()
 
     def product_pk_array(self) -> np.ndarray:
         """Every stored product's pk, sorted."""
         with self._connect() as conn:
-            pks: np.ndarray = int_table(conn, "SELECT pk FROM products ORDER BY pk", 1)[:, 0].copy()
+            pks: np.ndarray = int_table(conn, _ALL_PKS, 1)[:, 0].copy()
         return pks
 
     def image_owners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -186,7 +182,7 @@ class ProductReads:
         every stored image, by image pk (the index, not the catalog position: an image that failed to load
         leaves no gap)."""
         with self._connect() as conn:
-            table = int_table(conn, "SELECT pk, product_pk, position, coalesce(segment, -1) FROM images ORDER BY pk", 4)
+            table = int_table(conn, _ALL_IMAGES, 4)
         return table[:, 0].copy(), table[:, 1].copy(), image_ranks(table[:, 1], table[:, 2]), table[:, 3].copy()
 
     def vectors_of(self, product_pks: Sequence[int]) -> dict[str, Any]:
@@ -221,19 +217,14 @@ class ProductReads:
         catalog order (an image that could not be loaded is not among them): ``image_owners`` and
         ``vectors_of`` give each image's index in this list.
 
-        On the query path for every search: plain SQL with positional parameters (no statement to build).
+        On the query path for every search: two prepared statements.
         """
         pks = [int(pk) for pk in product_pks]
         if not pks:
             return {}
-        marks = ",".join("?" * len(pks))
         with self._connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT pk, id, title, description, price, category, brand, attributes FROM products "
-                f"WHERE pk IN ({marks})", tuple(pks)).all()
-            images = conn.exec_driver_sql(
-                f"SELECT product_pk, location FROM images WHERE product_pk IN ({marks}) ORDER BY product_pk, position",
-                tuple(pks)).all()
+            rows = conn.execute(_PRODUCTS, {"pks": pks}).all()
+            images = conn.execute(_LOCATIONS, {"pks": pks}).all()
         locations: dict[int, list[str]] = {}
         for owner, location in images:
             locations.setdefault(owner, []).append(location)
@@ -249,7 +240,7 @@ class ProductReads:
     def content_hashes(self) -> dict[str, tuple[str | None, str | None]]:
         """Stored product id → (content hash, embedded-part hash), for incremental indexing."""
         with self._connect() as conn:
-            rows = conn.exec_driver_sql("SELECT id, content_hash, embed_hash FROM products").all()
+            rows = conn.execute(_HASHES).all()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def product_ids(self) -> set[str]:

@@ -1,14 +1,15 @@
-"""The index folder: one SQLite database (the truth) plus FAISS segment files (derived).
+"""An index: one metadata database (the truth) plus FAISS segment files (derived).
 
 Layout of a folder::
 
-    vitrina.db              products, images, text vectors, attribute values, index_meta (WAL mode)
+    vitrina.db              products, images, text vectors, attribute values, index_meta (SQLite, WAL mode)
+    database.json           or: the PostgreSQL database holding those tables (``--db``), without a password
     image.<n>.faiss         image segment number n, ids = images.pk
     text.<n>.faiss          text segment number n, ids = products.pk
 
 A commit writes its new segment files (temp file, fsync, rename), then records the live segments in
-``index_meta`` in the same SQLite transaction as the product rows, then deletes the files no commit
-names.  A reader loads whatever segments the database names, so a crash at any point leaves the last
+``index_meta`` in the same database transaction as the product rows, then deletes the files no recent
+commit names (``KEEP_GENERATIONS``: a reader on another machine may still be loading one of them).  A reader loads whatever segments the database names, so a crash at any point leaves the last
 commit readable.  See ``indexer.store.segments`` for tombstones and merges.
 """
 
@@ -24,31 +25,35 @@ from typing import Any, cast
 
 import faiss
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from indexer.store import vectors as vector_files
 from indexer.config import AUTO_INDEX_TYPE
 from indexer.encoders.base import ModelIdentity
 from indexer.errors import IndexFormatError
-from indexer.store.database import WRITE, int_table, make_engine, write_errors
-from indexer.store.lock import WriteLock
+from indexer.store.backend import Backend
+from indexer.store.database import int_table, open_backend, remember_database, write_errors
 from indexer.store.product_reads import ProductReads
 from indexer.store.records import MODALITIES
-from indexer.store.schema import DATABASE_FILE, FORMAT_VERSION, FTS_DDL, Base, IndexMeta
+from indexer.store.schema import FORMAT_VERSION, IndexMeta
 
 
 #: What an "auto" index starts as (exact search), before its first commit re-chooses by size.
 FIRST_AUTO_TYPE = "Flat"
+_COMMIT = text("SELECT value FROM index_meta WHERE key = 'commit'")
+_IMAGE_IDS = text("SELECT pk, coalesce(segment, -1) FROM images ORDER BY pk")
+_TEXT_IDS = text("SELECT product_pk, coalesce(segment, -1) FROM text_vectors ORDER BY product_pk")
 
 
 class IndexStore(ProductReads):
     """An opened index folder.  ``open`` gives a reader; ``create`` or ``open(writable=True)`` a writer."""
 
-    def __init__(self, folder: Path, engine: Engine, *, writable: bool):
+    def __init__(self, folder: Path, backend: Backend, *, writable: bool):
         self.folder = folder
-        self.engine = engine
+        self.backend = backend
+        self.engine = backend.engine
         self.writable = writable
         self._local = threading.local()
         meta = self._read_meta()
@@ -62,26 +67,33 @@ class IndexStore(ProductReads):
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def create(cls, folder: str | Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any],
-               max_memory: int | None = None) -> IndexStore:
+               max_memory: int | None = None, database: str | None = None) -> IndexStore:
         """A writer on a new index folder, or on an existing one built with the same model.
 
         ``index_type`` is "auto" (the type follows the vector count and ``max_memory``) or a FAISS factory string.
+        ``database``: a PostgreSQL URL to keep the metadata in (None: SQLite in the folder, or the database
+        the folder already names).
         """
         folder = Path(folder)
         if index_type != AUTO_INDEX_TYPE:
             vector_files.make_index(index_type, identity.dim)  # validate the factory string before creating anything
         with write_errors(folder):
             folder.mkdir(parents=True, exist_ok=True)
-        # under the folder's write lock: two writers racing on a new folder get one index and one clear refusal
-        with WriteLock(folder), write_errors(folder):
-            return cls._create_or_open(folder, identity=identity, index_type=index_type, model_spec=model_spec,
-                                       max_memory=max_memory)
+        backend = open_backend(folder, database, readonly=False, create=True)
+        # under the writer's lock: two writers racing on a new index get one index and one clear refusal
+        try:
+            with write_errors(folder), backend.write_lock():
+                return cls._create_or_open(folder, backend, identity=identity, index_type=index_type,
+                                           model_spec=model_spec, max_memory=max_memory)
+        except BaseException:
+            backend.close()
+            raise
 
     @classmethod
-    def _create_or_open(cls, folder: Path, *, identity: ModelIdentity, index_type: str, model_spec: dict[str, Any],
-                        max_memory: int | None) -> IndexStore:
-        if (folder / DATABASE_FILE).exists():
-            store = cls.open(folder, writable=True)
+    def _create_or_open(cls, folder: Path, backend: Backend, *, identity: ModelIdentity, index_type: str,
+                        model_spec: dict[str, Any], max_memory: int | None) -> IndexStore:
+        if backend.exists():
+            store = cls(folder, backend, writable=True)
             if not store.identity.same_model(identity):
                 store.close()
                 raise IndexFormatError(
@@ -94,12 +106,10 @@ class IndexStore(ProductReads):
             if max_memory is not None and max_memory != store.max_memory:
                 store.set_max_memory(max_memory)
             return store
-        engine = make_engine(folder, readonly=False)
-        writes = engine.execution_options(**WRITE)
+        writes = backend.engine.execution_options(**backend.write_options)
         with writes.begin() as conn:
-            Base.metadata.create_all(conn)
-            for statement in FTS_DDL:
-                conn.exec_driver_sql(statement)
+            backend.create_schema(conn)
+        remember_database(backend)
         with Session(writes) as session, session.begin():
             session.add_all(
                 [
@@ -112,17 +122,22 @@ class IndexStore(ProductReads):
                     IndexMeta(key="commit", value={"generation": 0, "segments": {}, "next_segment": 1}),
                 ]
             )
-        return cls(folder, engine, writable=True)
+        return cls(folder, backend, writable=True)
 
     @classmethod
-    def open(cls, folder: str | Path, *, writable: bool = False) -> IndexStore:
+    def open(cls, folder: str | Path, *, writable: bool = False, database: str | None = None) -> IndexStore:
+        """A reader (or ``writable``) of the index at ``folder``; ``database``: its PostgreSQL URL when the folder
+        does not name it (or to give the password)."""
         folder = Path(folder)
-        if not (folder / DATABASE_FILE).is_file():
-            raise IndexFormatError(f"{folder}: not an index folder (no {DATABASE_FILE}); build one with `vitrina index`")
-        return cls(folder, make_engine(folder, readonly=not writable), writable=writable)
+        backend = open_backend(folder, database, readonly=not writable)
+        try:
+            return cls(folder, backend, writable=writable)
+        except BaseException:
+            backend.close()
+            raise
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.backend.close()
 
     def __enter__(self) -> IndexStore:
         return self
@@ -134,8 +149,11 @@ class IndexStore(ProductReads):
         try:
             with Session(self.engine) as session:
                 return {row.key: row.value for row in session.scalars(select(IndexMeta))}
-        except Exception as exc:  # sqlite3.DatabaseError and friends
-            raise IndexFormatError(f"{self.folder / DATABASE_FILE}: unreadable index database ({exc})") from None
+        except Exception as exc:  # sqlite3.DatabaseError, psycopg's errors and friends
+            translated = self.backend.translate_error(exc)
+            if translated is not None and not isinstance(translated, IndexFormatError):
+                raise translated from None
+            raise IndexFormatError(f"{self.backend.describe()}: unreadable index database ({exc})") from None
 
     def _check_version(self, meta: dict[str, Any]) -> None:
         version = meta.get("format_version")
@@ -145,7 +163,7 @@ class IndexStore(ProductReads):
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """A read transaction: every read of this store in this thread sees one commit."""
-        with self.engine.connect() as conn, conn.begin():
+        with self.backend.snapshot() as conn:
             self._local.conn = conn
             try:
                 yield conn
@@ -164,7 +182,7 @@ class IndexStore(ProductReads):
     def read_commit(self) -> dict[str, Any]:
         """The live commit as the current snapshot (or a fresh read) sees it."""
         with self._connect() as conn:  # plain SQL: read at the start of every search
-            value = conn.exec_driver_sql("SELECT value FROM index_meta WHERE key = 'commit'").scalar_one()
+            value = conn.execute(_COMMIT).scalar_one()
         return cast("dict[str, Any]", json.loads(value) if isinstance(value, str) else value)
 
     def refresh(self) -> bool:
@@ -181,7 +199,8 @@ class IndexStore(ProductReads):
 
     def set_max_memory(self, max_memory: int | None) -> None:
         """Change the memory budget of an "auto" index (used from its next commit)."""
-        with write_errors(self.folder), Session(self.engine.execution_options(**WRITE)) as session, session.begin():
+        with write_errors(self.folder), Session(self.engine.execution_options(**self.backend.write_options)) as session, \
+                session.begin():
             session.merge(IndexMeta(key="max_memory", value=max_memory))
         self.max_memory = max_memory
 
@@ -207,10 +226,8 @@ class IndexStore(ProductReads):
 
     def vector_ids(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, segment numbers) of ``modality``'s live vectors, sorted by id (one indexed scan)."""
-        sql = ("SELECT pk, coalesce(segment, -1) FROM images ORDER BY pk" if modality == "image"
-               else "SELECT product_pk, coalesce(segment, -1) FROM text_vectors ORDER BY product_pk")
         with self._connect() as conn:
-            table = int_table(conn, sql, 2)
+            table = int_table(conn, _IMAGE_IDS if modality == "image" else _TEXT_IDS, 2)
         return table[:, 0].copy(), table[:, 1].copy()
 
     def check(self) -> dict[str, Any]:

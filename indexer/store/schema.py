@@ -1,6 +1,6 @@
-"""SQLAlchemy models of an index folder's SQLite database (the metadata half of the contract).
+"""SQLAlchemy models of an index's metadata database (the metadata half of the contract).
 
-SQLite is the source of truth: it holds every product, its images and their vectors
+The database (SQLite in the index folder, or PostgreSQL) is the source of truth: it holds every product, its images and their vectors
 (float32 blobs, in tables of their own so that the rows filters read stay small).  The FAISS
 segment files are derived search structures, addressed by the integer primary keys below:
 
@@ -16,12 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Bumped whenever the folder layout or these tables change incompatibly.
 FORMAT_VERSION = 2
 DATABASE_FILE = "vitrina.db"
+
+
+#: Ids are 64-bit (FAISS ids) on PostgreSQL; SQLite's INTEGER PRIMARY KEY (the rowid) already is.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+#: JSON values: JSONB on PostgreSQL (indexable operators), JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -32,7 +39,7 @@ class Product(Base):
     __tablename__ = "products"
     __table_args__ = {"sqlite_autoincrement": True}  # a deleted product's pk (a FAISS id) is never reused
 
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String, unique=True, nullable=False)
     row: Mapped[int | None] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text, default="")
@@ -40,7 +47,7 @@ class Product(Base):
     price: Mapped[float | None] = mapped_column(Float, index=True)
     category: Mapped[str | None] = mapped_column(String, index=True)
     brand: Mapped[str | None] = mapped_column(String, index=True)
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     #: Hash of everything (``embed_hash`` included): unchanged products are skipped by incremental runs.
     content_hash: Mapped[str | None] = mapped_column(String)
     #: Hash of what is embedded (text, image locations and bytes): when only the rest changes, a product is
@@ -57,8 +64,8 @@ class Product(Base):
 class ImageRow(Base):
     __tablename__ = "images"
 
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), nullable=False)
+    pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    product_pk: Mapped[int] = mapped_column(Id, ForeignKey("products.pk", ondelete="CASCADE"), nullable=False)
     #: Position of the image in the product's catalog row (0 = first).
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     location: Mapped[str] = mapped_column(Text, nullable=False)
@@ -75,7 +82,7 @@ class TextVector(Base):
 
     __tablename__ = "text_vectors"
 
-    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
+    product_pk: Mapped[int] = mapped_column(Id, ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     segment: Mapped[int | None] = mapped_column(Integer, index=True)
 
@@ -87,9 +94,9 @@ class Removal(Base):
 
     __tablename__ = "removals"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     generation: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
-    product_pk: Mapped[int] = mapped_column(Integer, nullable=False)
+    product_pk: Mapped[int] = mapped_column(Id, nullable=False)
 
 
 #: Generations of removals kept; a reader further behind reads every row again.
@@ -103,7 +110,7 @@ class AttributeValue(Base):
 
     __tablename__ = "attribute_values"
 
-    product_pk: Mapped[int] = mapped_column(ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
+    product_pk: Mapped[int] = mapped_column(Id, ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     number: Mapped[float | None] = mapped_column(Float)
@@ -112,35 +119,10 @@ class AttributeValue(Base):
                       Index("ix_attribute_number", "key", "number", "product_pk"))
 
 
-#: Full-text index over the products' words, kept in step with ``products`` by triggers.
-#: Its rowid is ``products.pk``; text attributes are folded into one column.
-FTS_DDL = (
-    """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
-        product_id, title, description, brand, category, attributes,
-        tokenize = 'unicode61 remove_diacritics 2')""",
-    """CREATE TRIGGER IF NOT EXISTS products_fts_insert AFTER INSERT ON products BEGIN
-        INSERT INTO products_fts(rowid, product_id, title, description, brand, category, attributes)
-        VALUES (new.pk, new.id, new.title, new.description, coalesce(new.brand, ''), coalesce(new.category, ''),
-                coalesce((SELECT group_concat(value, ' ') FROM json_each(new.attributes) WHERE type = 'text'), ''));
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS products_fts_delete AFTER DELETE ON products BEGIN
-        DELETE FROM products_fts WHERE rowid = old.pk;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS products_fts_update AFTER UPDATE ON products BEGIN
-        DELETE FROM products_fts WHERE rowid = old.pk;
-        INSERT INTO products_fts(rowid, product_id, title, description, brand, category, attributes)
-        VALUES (new.pk, new.id, new.title, new.description, coalesce(new.brand, ''), coalesce(new.category, ''),
-                coalesce((SELECT group_concat(value, ' ') FROM json_each(new.attributes) WHERE type = 'text'), ''));
-    END""",
-)
-#: BM25 column weights, in the order of the FTS columns: ids and brands count most.
-FTS_WEIGHTS = (10.0, 3.0, 1.0, 5.0, 2.0, 1.0)
-
-
 class IndexMeta(Base):
     """Key → JSON value: format version, model identity, index types, the live commit."""
 
     __tablename__ = "index_meta"
 
     key: Mapped[str] = mapped_column(String, primary_key=True)
-    value: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(Json)

@@ -105,10 +105,16 @@ def build(ids: np.ndarray, vectors: np.ndarray, *, index_type: str, dim: int, co
     type the efSearch / nprobe (and re-scoring depth) tuned to ``config.target_recall`` on sampled queries."""
     index = vector_files.make_index(index_type, dim, ef_construction=config.hnsw_ef_construction)
     vector_files.train_and_add(index, vectors, ids)
+    return index, tune(index, ids, vectors, index_type=index_type, config=config)
+
+
+def tune(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, *, index_type: str, config: VectorIndexConfig) -> dict[str, Any]:
+    """What to record of a built segment (``build``'s second half, for builders that fill ``index`` otherwise):
+    its type, and for an approximate type the search settings tuned on sampled queries."""
     info: dict[str, Any] = {"index_type": index_type, "ntotal": int(index.ntotal)}
     if vector_files.is_exact(index):
         info["recall"] = 1.0
-        return index, info
+        return info
     queries = index_types.sample_queries(vectors, config.tuning_queries)
     # compressed codes (PQ, SQ) only pick candidates, which are re-scored with the exact vectors: when
     # their ranking is too coarse for the target, re-score more of them rather than probe everything
@@ -120,7 +126,22 @@ def build(ids: np.ndarray, vectors: np.ndarray, *, index_type: str, dim: int, co
             break
     info["tuning"] = {"ef_search": result.tuning.ef_search, "nprobe": result.tuning.nprobe, "rescore": rescore}
     info["recall"] = round(result.recall, 4)
-    return index, info
+    return info
+
+
+def retire(old: dict[str, Any], named: set[str], *, generation: int, now: float,
+           config: VectorIndexConfig) -> list[dict[str, Any]]:
+    """The segment files a commit keeps although it no longer names them: those the previous commit
+    (``old``) named or kept, until they have been out of use for ``keep_generations`` commits and
+    ``keep_seconds`` -- a reader elsewhere (another replica) may still be loading an earlier commit."""
+    retired = [r for r in old.get("retired", []) if r["name"] not in named and
+               (generation - int(r["generation"]) < config.keep_generations or now - float(r["at"]) < config.keep_seconds)]
+    held = {r["name"] for r in retired}
+    for infos in old.get("segments", {}).values():
+        for info in infos:
+            if info["name"] not in named and info["name"] not in held:
+                retired.append({"name": info["name"], "generation": generation, "at": now})
+    return retired
 
 
 def write(index: faiss.Index, folder: Path, modality: str, number: int, info: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
+import faiss
 import numpy as np
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -25,8 +26,8 @@ from indexer.config import AUTO_INDEX_TYPE, VectorIndexConfig
 from indexer.errors import IndexFormatError
 from indexer.store import segments
 from indexer.store.attributes import attribute_rows
-from indexer.store.database import WRITE, blobs_to_matrix, vector_to_blob, write_errors
-from indexer.store.lock import LOCK_FILE as LOCK_FILE, WriteLock  # LOCK_FILE: re-exported for older imports
+from indexer.store.database import blobs_to_matrix, vector_to_blob, write_errors
+from indexer.store.lock import LOCK_FILE as LOCK_FILE  # re-exported for older imports
 from indexer.store.reader import IndexStore
 from indexer.store.records import MODALITIES, CommitInfo, EmbeddedProduct
 from indexer.store.schema import REMOVALS_KEPT, AttributeValue, ImageRow, IndexMeta, Product, Removal, TextVector
@@ -40,6 +41,14 @@ _VALUES = cast(Table, AttributeValue.__table__)
 _REMOVALS = cast(Table, Removal.__table__)
 
 
+class SegmentBuilder(Protocol):
+    """Builds one segment: ``segments.build``'s signature (the FAISS index of ``vectors`` under ``ids``, and
+    what the commit records of it)."""
+
+    def __call__(self, ids: np.ndarray, vectors: np.ndarray, *, index_type: str, dim: int,
+                 config: VectorIndexConfig) -> tuple[faiss.Index, dict[str, Any]]: ...
+
+
 def vector_table(modality: str) -> tuple[Table, Any]:
     """The table holding ``modality``'s vectors, and its id column (the FAISS id)."""
     return (_IMAGES, _IMAGES.c.pk) if modality == "image" else (_TEXTS, _TEXTS.c.product_pk)
@@ -48,23 +57,27 @@ def vector_table(modality: str) -> tuple[Table, Any]:
 class IndexWriter:
     """Stages product puts, field updates and deletes; ``commit`` makes them live together, atomically."""
 
-    def __init__(self, store: IndexStore, *, rebuild: bool = False, config: VectorIndexConfig = VectorIndexConfig()):
+    def __init__(self, store: IndexStore, *, rebuild: bool = False, config: VectorIndexConfig = VectorIndexConfig(),
+                 segment_builder: SegmentBuilder | None = None):
         """The folder's single writer; ``IndexLockedError`` while another process holds it.
 
         ``rebuild`` rewrites every segment from the vectors in SQLite at the next commit, without reading
-        the live files (repair)."""
+        the live files (repair).  ``segment_builder`` builds a segment's FAISS index from (ids, vectors)
+        instead of ``segments.build`` (e.g. trained once, filled by several workers)."""
         if not store.writable:
             raise IndexFormatError(f"{store.folder}: opened read-only")
         self.store = store
         self.config = config
-        self.lock = WriteLock(store.folder)
-        self.lock.acquire()
+        self.lock = store.backend.write_lock()
+        with write_errors(store.folder):
+            self.lock.acquire()
         store.refresh()  # the commit made by the previous writer, if any
         # write transactions begin IMMEDIATE: they wait for another process's SQLite write lock up to the busy
         # timeout instead of failing at their first write after a read (SQLITE_BUSY without a wait)
-        self.session = Session(store.engine.execution_options(**WRITE), expire_on_commit=False)
+        self.session = Session(store.engine.execution_options(**store.backend.write_options), expire_on_commit=False)
         self._rebuild = rebuild
         self._optimize = False
+        self._build: SegmentBuilder = segment_builder or segments.build
         #: Vector counts merged by the last commit, per modality (for reports and benchmarks).
         self.merged: dict[str, int] = {}
 
@@ -202,8 +215,10 @@ class IndexWriter:
                 number = self._merge(modality, live, number, written)
             horizon = max(1, self.generation - REMOVALS_KEPT + 1)
             conn.execute(delete(_REMOVALS).where(_REMOVALS.c.generation < horizon))
+            named = {info["name"] for infos in live.values() for info in infos}
+            retired = segments.retire(old, named, generation=self.generation, now=time.time(), config=self.config)
             commit: dict[str, Any] = {"generation": self.generation, "segments": live, "next_segment": number,
-                                      "removals_from": horizon, "committed_at": time.time()}
+                                      "removals_from": horizon, "committed_at": time.time(), "retired": retired}
             self.session.merge(IndexMeta(key="commit", value=commit))
             self.session.commit()
         except BaseException:
@@ -213,10 +228,10 @@ class IndexWriter:
             raise
         self._rebuild = False
         store.commit_info = commit
-        named = {info["name"] for infos in live.values() for info in infos}
-        for modality in MODALITIES:  # merged segments, and leftovers of interrupted commits
+        kept = named | {r["name"] for r in retired}  # replaced segments stay a while for readers still loading them
+        for modality in MODALITIES:  # expired segments, and leftovers of interrupted commits
             for path in store.folder.glob(f"{modality}.*.faiss*"):
-                if path.name not in named:
+                if path.name not in kept:
                     path.unlink(missing_ok=True)
         counts = store.counts()
         return CommitInfo(generation=int(commit["generation"]), files=live, products=counts["products"], images=counts["images"])
@@ -249,7 +264,7 @@ class IndexWriter:
         budget = None if store.max_memory is None else int(store.max_memory * len(ids) / total)
         index_type = segments.segment_type(store.index_type, len(ids), store.identity.dim, max_memory=budget,
                                            flat_limit=self._flat_limit(vectors), config=self.config)
-        index, info = segments.build(ids, vectors, index_type=index_type, dim=store.identity.dim, config=self.config)
+        index, info = self._build(ids, vectors, index_type=index_type, dim=store.identity.dim, config=self.config)
         path = store.folder / segments.segment_name(modality, number)
         written.append(path)
         return segments.write(index, store.folder, modality, number, {**info, "generation": self.generation})

@@ -28,7 +28,7 @@ from indexer.errors import (CatalogError, ImageError, ImageTooLargeError, IndexF
                             IndexWriteError)
 from indexer.media.images import decode_image
 from indexer.pipeline import build_index
-from indexer.store import database
+from indexer.store import sqlite_backend
 from indexer.store.lock import WriteLock
 from indexer.store.reader import IndexStore
 from search import SearchEngine
@@ -233,7 +233,7 @@ def test_a_writer_waits_for_another_process_sqlite_write_transaction(built_index
 
 
 def test_a_write_lock_held_too_long_is_a_clear_index_locked_error(built_index, catalog, tiny_encoder, monkeypatch):
-    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_S", 0.3)
     other = sqlite3.connect(built_index / "vitrina.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
@@ -250,7 +250,7 @@ def test_a_full_disk_under_sqlite_is_a_clear_error_and_the_last_commit_stays(bui
     with IndexStore.open(built_index) as store:
         before = store.counts(), store.commit_info
     pages = sqlite3.connect(built_index / "vitrina.db").execute("PRAGMA page_count").fetchone()[0]
-    make_engine = database.make_engine
+    make_engine = sqlite_backend.make_engine
 
     def full_engine(folder, *, readonly):
         engine = make_engine(folder, readonly=readonly)
@@ -262,7 +262,7 @@ def test_a_full_disk_under_sqlite_is_a_clear_error_and_the_last_commit_stays(bui
 
         return engine
 
-    monkeypatch.setattr("indexer.store.reader.make_engine", full_engine)
+    monkeypatch.setattr("indexer.store.sqlite_backend.make_engine", full_engine)
     more = catalog.parent / "more.jsonl"
     more.write_text("".join(json.dumps({"id": f"N{i}", "title": "x" * 3000, "description": "y" * 20000}) + "\n" for i in range(40)))
     with pytest.raises(IndexWriteError, match="disk is full") as caught:

@@ -1,6 +1,9 @@
+"""The store against both metadata backends (SQLite in the folder; PostgreSQL, marked ``postgres``)."""
+
 import numpy as np
 import pytest
 
+from conftest import BOTH_DATABASES, database_for
 from indexer.config import IndexConfig, VectorIndexConfig
 from indexer.errors import IndexFormatError
 from indexer.pipeline import build_index
@@ -9,6 +12,11 @@ from indexer.store.writer import IndexWriter
 
 #: Segments of any size get the index type asked for (not an exact scan below ``small_segment``).
 EVERY_SIZE = VectorIndexConfig(small_segment=0)
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def database(request):
+    return database_for(request)
 
 
 def test_round_trip_counts_vectors_and_metadata(built_index, tiny_encoder):
@@ -60,17 +68,17 @@ def test_delete_missing_removes_products_no_longer_in_the_catalog(built_index, c
 
 
 @pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat", "IVF2,PQ4x4"])
-def test_approximate_index_types_build_and_reopen(tmp_path, catalog, tiny_encoder, index_type):
+def test_approximate_index_types_build_and_reopen(tmp_path, catalog, tiny_encoder, index_type, database):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE, database=database))
     with IndexStore.open(folder) as store:
         assert store.index_type == index_type and store.factory("image") == index_type
         assert store.check()["image"] == 36
 
 
-def test_small_segments_of_a_fixed_type_are_exact_scans(tmp_path, catalog, tiny_encoder):
+def test_small_segments_of_a_fixed_type_are_exact_scans(tmp_path, catalog, tiny_encoder, database):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="HNSW16"))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type="HNSW16", database=database))
     with IndexStore.open(folder) as store:
         assert store.index_type == "HNSW16" and store.factory("image") == "Flat"  # 36 vectors: a graph costs more
 
@@ -131,11 +139,11 @@ def test_bad_images_are_reported_and_the_run_goes_on(tmp_path, tiny_encoder):
 
 
 @pytest.mark.parametrize("index_type", ["Flat", "HNSW16", "IVF4,Flat"])
-def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, index_type):
+def test_query_view_gives_the_stored_vectors(tmp_path, catalog, tiny_encoder, index_type, database):
     from search.vector_view import VectorView
 
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, vectors=EVERY_SIZE, database=database))
     with IndexStore.open(folder) as store:
         view = VectorView(store)
         pks = np.array(sorted(store.product_pks([f"P{i:03d}" for i in (7, 0, 13)]).values()), dtype=np.int64)[::-1].copy()
@@ -163,7 +171,7 @@ def test_a_second_writer_is_refused_while_readers_go_on(built_index, tiny_encode
     from search import SearchEngine
 
     with IndexStore.open(built_index, writable=True) as first, IndexWriter(first):
-        with IndexStore.open(built_index, writable=True) as second, pytest.raises(IndexLockedError, match=r"another writer \(pid \d+\)"):
+        with IndexStore.open(built_index, writable=True) as second, pytest.raises(IndexLockedError, match=r"another writer \((server )?pid \d+\)"):
             IndexWriter(second)
         with SearchEngine.open(built_index, encoder=tiny_encoder) as engine:
             assert len(engine.search("red", k=3)) == 3
@@ -183,8 +191,10 @@ def test_full_text_index_stays_in_step_with_products(built_index, catalog, tiny_
         assert len(store.lexical(["brand1"])[0]) == 6  # P001 renamed, P022 deleted
         [pk] = store.lexical(["zephyr"])[0]
         assert store.products([int(pk)])[int(pk)]["id"] == "P001"
+        assert store.word_counts(["brand1", "zephyr", "nowhere"]) == {"brand1": 6, "zephyr": 1}
+        table = "products_fts" if store.backend.kind == "sqlite" else "product_words"
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM products_fts").scalar() == 20
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 20
 
 
 def test_query_view_array_helpers_match_numpy():
