@@ -184,7 +184,7 @@ def apply_feed(feed: str | Path, folder: str | Path, *, encoder_factory: Callabl
         if progress:
             progress(1)
     rows = iter_feed(feed, on_error=on_error, allow_outside_root=config.allow_outside_root)
-    store = IndexStore.open(folder, writable=True)
+    store = IndexStore.open(folder, writable=True, database=config.database)
     try:
         with IndexWriter(store, config=config.vectors) as writer:
             applier = _Applier(store, writer, report, config, encoder_factory)

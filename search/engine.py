@@ -20,6 +20,7 @@ from indexer.store.reader import IndexStore
 
 from search import calibration
 from search.business import Business, business_info
+from search.commit_follower import CommitFollower
 from search.filters import compile_where
 from search.candidates import Candidates, QueryInfo
 from search.field_table import FieldTable
@@ -60,6 +61,7 @@ class SearchEngine:
         self.config = config
         self._lock = threading.RLock()
         self._text_cache = TextCache()
+        self._follower: CommitFollower | None = None
         self._load_indexes()
         #: A trained re-ranker (``search.rerank.storage``) or None; set by ``open`` when the index has one.
         self.reranker: Reranker | None = reranker
@@ -76,14 +78,16 @@ class SearchEngine:
         config: SearchConfig = SearchConfig(),
         rerank: bool = True,
         compose: bool = True,
+        database: str | None = None,
     ) -> SearchEngine:
         """Open ``folder``; the model is the one the index was built with unless given.
 
         The index's trained re-ranker (``vitrina train-reranker``) and photo + words combiner
         (``vitrina train-composer``) are loaded when present and ``rerank`` / ``compose`` are true; ones
-        trained for another index or model are refused.
+        trained for another index or model are refused.  ``database``: the PostgreSQL URL of the index's
+        metadata when the folder does not name it (or to give a password).
         """
-        store = IndexStore.open(folder)
+        store = IndexStore.open(folder, database=database)
         try:
             if encoder is None:
                 spec = store.model_spec
@@ -97,7 +101,19 @@ class SearchEngine:
             raise
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
         self.store.close()
+
+    def follow(self, interval: float = 1.0) -> CommitFollower:
+        """Load each new commit in a background thread, checked every ``interval`` seconds (until ``close``)."""
+        self._follower = self._follower or CommitFollower(self, interval=interval).start()
+        return self._follower
+
+    @property
+    def generation(self) -> int:
+        """The generation of the commit searches are answered from."""
+        return self._view.generation
 
     def __enter__(self) -> SearchEngine:
         return self
@@ -129,6 +145,14 @@ class SearchEngine:
             return view
         finally:
             self._lock.release()
+
+    def refresh(self) -> int:
+        """Load the live commit now if a writer made one since (``follow`` does it every second); its generation."""
+        with self.store.snapshot(), self._lock:
+            commit = self.store.read_commit()
+            if int(commit.get("generation", 0)) != self._view.generation:
+                self._view = self._new_view(commit, previous=self._view)
+            return self._view.generation
 
     def _new_view(self, commit: dict[str, Any] | None, previous: VectorView | None = None) -> VectorView:
         return VectorView(self.store, commit, previous=previous, field_priors=self.config.field_priors,

@@ -66,6 +66,12 @@ class ByteSize(_IntParamType):
         return size
 
 
+DB_OPTION = click.option(
+    "--db", "database", envvar="VITRINA_DB", metavar="URL",
+    help="PostgreSQL database holding the index's metadata: postgresql+psycopg://USER@HOST/DATABASE (password from "
+         "PGPASSWORD or ~/.pgpass). Default: $VITRINA_DB, else the database the index folder names, else SQLite in the folder.",
+)
+
 INDEX_OPTION = click.option(
     "--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
     help="Index folder (default: $VITRINA_INDEX).",

@@ -1,10 +1,10 @@
 """Opening an index's metadata database (SQLite in the folder, or PostgreSQL by URL), the domain errors
 of its failures, and vectors as blobs.
 
-``open_backend`` picks the backend: an explicit ``database`` URL (PostgreSQL), else the folder's own
-``vitrina.db`` (SQLite), else the PostgreSQL database the folder names in ``database.json`` (written when
-the index was created there; without a password: give it with ``PGPASSWORD`` or ``~/.pgpass``, or pass the
-URL again).
+``open_backend`` picks the backend: an explicit ``database`` URL (PostgreSQL), else the PostgreSQL database
+the folder names in ``database.json`` (written when the index was created or migrated there; without a
+password: give it with ``PGPASSWORD`` or ``~/.pgpass``, or pass the URL again), else the folder's own
+``vitrina.db`` (SQLite).
 
 ``write_errors`` turns the databases' and the file system's failures (disk full, locked, read-only,
 unreachable) into ``IndexWriteError`` / ``IndexLockedError`` / ``DatabaseUnavailableError`` with what to do,
@@ -50,7 +50,7 @@ def has_index(folder: Path, database: str | None = None) -> bool:
 def open_backend(folder: Path, database: str | None = None, *, readonly: bool, create: bool = False) -> Backend:
     """The metadata database of the index at ``folder``.  ``create``: a new SQLite file may be made."""
     url = postgres_url(database)
-    if url is None and not SQLiteBackend.file_exists(folder) and (folder / DATABASE_POINTER).is_file():
+    if url is None and (folder / DATABASE_POINTER).is_file():  # the folder's metadata lives in PostgreSQL
         try:
             url = postgres_url(json.loads((folder / DATABASE_POINTER).read_text(encoding="utf-8"))["url"])
         except (OSError, ValueError, KeyError, TypeError) as exc:

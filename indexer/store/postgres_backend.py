@@ -287,7 +287,8 @@ def translate_postgres_error(exc: BaseException, where: str) -> VitrinaError | N
     if state in ("25006", "42501"):
         return IndexWriteError(f"{where}: the database refuses this write ({state}: read-only or no permission); "
                                "connect as a user that may write, then run again: the last commit is intact")
-    if not state or state.startswith(_UNREACHABLE_CLASSES):
+    unreachable = not state and type(orig).__name__ in ("OperationalError", "InterfaceError")  # no server answer
+    if unreachable or state.startswith(_UNREACHABLE_CLASSES):
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return DatabaseUnavailableError(f"{where}: cannot use the PostgreSQL database ({reason}); check that the server "
                                         "is running and the URL, user and password (PGPASSWORD or ~/.pgpass) are right")

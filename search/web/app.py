@@ -135,7 +135,8 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig(),
         except Exception as exc:  # noqa: BLE001 (the index went away or is unreadable: not ready)
             log.warning("health check failed: %s", exc)
             return SafeJSONResponse({"status": "unavailable"}, status_code=503)
-        return SafeJSONResponse({"status": "ok", "products": counts["products"], "model": engine.encoder.identity.name})
+        return SafeJSONResponse({"status": "ok", "products": counts["products"], "model": engine.encoder.identity.name,
+                                 "generation": getattr(engine, "generation", None)})
 
     @app.get("/stats", summary="Counts, model, index type, catalog values and limits", responses=_errors(503))
     async def stats() -> dict[str, Any]:
@@ -150,6 +151,8 @@ class HealthOut(BaseModel):
     status: str
     products: int | None = None
     model: str | None = None
+    #: The index commit this server answers from (replicas over one database switch to a new one by themselves).
+    generation: int | None = None
 
 
 class SafeJSONResponse(JSONResponse):

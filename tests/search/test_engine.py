@@ -11,6 +11,13 @@ from indexer.pipeline import build_index
 from indexer.store.reader import IndexStore
 from search import SearchEngine
 from search.fusion import modality_scores
+from conftest import BOTH_DATABASES, database_for
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def database(request):
+    """Every test here runs on SQLite and on PostgreSQL (``postgres`` marker)."""
+    return database_for(request)
 
 
 def _z(cos, reference):
@@ -124,9 +131,9 @@ def test_selective_filter_still_returns_k_hits(engine):
 
 
 @pytest.mark.parametrize("index_type", ["HNSW16", "IVF4,Flat"])
-def test_filters_on_approximate_indexes_return_k(tmp_path, catalog, tiny_encoder, index_type):
+def test_filters_on_approximate_indexes_return_k(tmp_path, catalog, tiny_encoder, index_type, database):
     folder = tmp_path / "idx"
-    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type))
+    build_index(catalog, folder, encoder=tiny_encoder, config=IndexConfig(index_type=index_type, database=database))
     with SearchEngine.open(folder, encoder=tiny_encoder, config=SearchConfig(min_candidates=2, candidate_factor=1)) as eng:
         assert len(eng.search("red", where={"category": "circle"}, k=8)) == 8
         assert len(eng.search("red", k=20)) >= 2

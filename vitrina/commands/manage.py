@@ -1,4 +1,4 @@
-"""`vitrina info`, `check`, `repair` and `delete`: look after an index folder."""
+"""`vitrina info`, `check`, `repair`, `delete`, `optimize` and `migrate`: look after an index folder."""
 
 from __future__ import annotations
 
@@ -159,9 +159,36 @@ def optimize_command(index_dir: Path) -> None:
     click.echo(f"generation {info.generation}: merged {merged}")
 
 
+@click.command("migrate")
+@click.option("--from", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Index folder whose metadata (its vitrina.db) moves into PostgreSQL.")
+@click.option("--db", "database", required=True, envvar="VITRINA_DB", metavar="URL",
+              help="An empty PostgreSQL database: postgresql+psycopg://USER@HOST/DATABASE (default: $VITRINA_DB).")
+@domain_errors
+def migrate_command(index_dir: Path, database: str) -> None:
+    """Copy an index's metadata from its SQLite file into a PostgreSQL database.
+
+    Every row keeps its id (the FAISS segment files stay as they are, in the folder), in one
+    transaction checked table by table.  Afterwards the folder names the database (database.json,
+    without the password) and every command finds it there; the SQLite file is kept as
+    vitrina.db.migrated.  Several `vitrina serve` replicas can then share the index: the folder on
+    shared storage, the metadata in PostgreSQL.
+
+    Example:
+
+        vitrina migrate --from my-index --db postgresql+psycopg://vitrina@db.internal/shop
+    """
+    from indexer.store.migrate import migrate_to_postgres
+
+    report = migrate_to_postgres(index_dir, database)
+    copied = ", ".join(f"{n} {t}" for t, n in report["tables"].items())
+    click.echo(f"migrated {index_dir} into {report['database']} in {report['seconds']:.1f}s: {copied}")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(info_command)
     cli.add_command(repair_command)
     cli.add_command(delete_command)
     cli.add_command(check_command)
     cli.add_command(optimize_command)
+    cli.add_command(migrate_command)

@@ -14,7 +14,7 @@ import click
 from indexer.config import ModelConfig
 
 from vitrina.commands.behaviour import DATE, replay_eval
-from vitrina.options import domain_errors
+from vitrina.options import DB_OPTION, domain_errors
 
 if TYPE_CHECKING:
     from search import SearchEngine
@@ -34,19 +34,20 @@ def register(cli: click.Group) -> None:
 def _common(func: _F) -> _F:
     func = click.option("--pretrained", help="Pretrained tag or checkpoint, when --model is given.")(func)
     func = click.option("--model", help="Query model (default: the one the index was built with).")(func)
+    func = DB_OPTION(func)
     func = click.option("--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
                         help="Index folder (default: $VITRINA_INDEX).")(func)
     return func
 
 
-def _open_engine(index_dir: Path, model: str | None, pretrained: str | None) -> SearchEngine:
+def _open_engine(index_dir: Path, model: str | None, pretrained: str | None, database: str | None) -> SearchEngine:
     """The index's engine without its stored classifier (callers decide whether to load it)."""
     from search import SearchEngine
 
     kwargs: dict[str, Any] = {"model": ModelConfig(name=model, pretrained=pretrained) if model else None}
     if "rerank" in inspect.signature(SearchEngine.open).parameters:
         kwargs["rerank"] = False
-    engine = SearchEngine.open(index_dir, **kwargs)
+    engine = SearchEngine.open(index_dir, database=database, **kwargs)
     engine.reranker = None
     return engine
 
@@ -88,7 +89,7 @@ def _judgments(*, required: bool, help_text: str) -> Callable[[_F], _F]:
                    "become features (stored with the classifier; search.business).  Example: --business-fields popularity,margin")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 @domain_errors
-def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_count: int | None, model: str | None,
+def train_reranker_command(index_dir: Path, database: str | None, judgments_file: Path | None, pseudo_count: int | None, model: str | None,
                            pretrained: str | None, arch: str, objective: str, epochs: int, hidden: int, lr: float,
                            seed: int, val_fraction: float, depth: int | None, unjudged: str, id_queries: int, threads: int,
                            as_json: bool, business_fields: str | None = None) -> None:
@@ -132,7 +133,7 @@ def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_
         val = f", val nDCG@10 {report.val_ndcg:.4f}" if report.val_ndcg is not None else ""
         click.echo(f"epoch {report.epoch}/{epochs}: loss {report.loss:.4f}{val} ({report.seconds:.1f}s)", err=True)
 
-    with _open_engine(index_dir, model, pretrained) as engine:
+    with _open_engine(index_dir, model, pretrained, database) as engine:
         if business_fields:  # the catalog attributes train-reranker uses by default, then the business fields
             from dataclasses import replace
 
@@ -181,7 +182,7 @@ def train_reranker_command(index_dir: Path, judgments_file: Path | None, pseudo_
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), help="Draw recall@k curves per query kind into this PNG.")
 @domain_errors
-def eval_command(index_dir: Path, judgments_file: Path | None, log_dir: Path | None, before: float | None,
+def eval_command(index_dir: Path, database: str | None, judgments_file: Path | None, log_dir: Path | None, before: float | None,
                  after: float | None, model: str | None, pretrained: str | None, no_rerank: bool,
                  ks: tuple[int, ...], id_queries: int, seed: int, as_json: bool, plot_file: Path | None) -> None:
     """Evaluate search on judged queries: each system, each query kind, latency per stage.
@@ -215,7 +216,7 @@ def eval_command(index_dir: Path, judgments_file: Path | None, log_dir: Path | N
     if log_dir is not None:
         if plot_file:
             raise click.UsageError("--plot draws recall curves of --judgments; it does not go with --from-log")
-        with _open_engine(index_dir, model, pretrained) as engine:
+        with _open_engine(index_dir, model, pretrained, database) as engine:
             if not no_rerank:
                 engine.reranker = load_reranker(engine.store)
             replay_eval(engine, log_dir, before=before, after=after, ks=ks, rerank=not no_rerank, index_dir=index_dir,
@@ -227,7 +228,7 @@ def eval_command(index_dir: Path, judgments_file: Path | None, log_dir: Path | N
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="-k") from None
     queries = read_judgments(judgments_file)
-    with _open_engine(index_dir, model, pretrained) as engine:
+    with _open_engine(index_dir, model, pretrained, database) as engine:
         if not no_rerank:
             engine.reranker = load_reranker(engine.store)
         if id_queries:

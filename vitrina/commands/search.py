@@ -10,7 +10,7 @@ import click
 
 from indexer.config import SearchConfig
 
-from vitrina.options import INDEX_OPTION, domain_errors, model_options, query_model
+from vitrina.options import DB_OPTION, INDEX_OPTION, domain_errors, model_options, query_model
 from vitrina.output import format_hits
 
 
@@ -39,6 +39,7 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.command("search")
 @click.argument("text", required=False)
 @INDEX_OPTION
+@DB_OPTION
 @click.option("--image", "image_source", metavar="PATH|URL",
               help="A photo to search with: a file, or an http(s) URL (fetched with the indexer's guards: public addresses only, size and time caps).")
 @click.option("--vector", "vector_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
@@ -75,7 +76,7 @@ def parse_term(text: str) -> tuple[Any, float]:
 @click.option("--no-rerank", is_flag=True, help="Rank by the weighted-sum fusion only, without the index's trained re-ranker.")
 @click.option("--no-compose", is_flag=True, help="Do not use the index's trained photo + words combiner (vitrina train-composer).")
 @domain_errors
-def search_command(text: str | None, index_dir: Path, image_source: str | None, text_weight: float, image_weight: float,
+def search_command(text: str | None, index_dir: Path, database: str | None, image_source: str | None, text_weight: float, image_weight: float,
                    terms: tuple[str, ...], like: str | None, where: tuple[str, ...], k: int, offset: int,
                    image_share: float | None, lexical_weight: float | None, field_weight: float | None, model: str | None,
                    pretrained: str | None, threads: int | None, device: str, as_json: bool,
@@ -112,7 +113,7 @@ def search_command(text: str | None, index_dir: Path, image_source: str | None, 
     filters = parse_where(where)
     boost = parse_boost(boosts) or None
     signals = Business.parse(sort, boost, in_stock or None, stock_field=SearchConfig().stock_field)
-    with IndexStore.open(index_dir) as store:
+    with IndexStore.open(index_dir, database=database) as store:
         compile_where(filters, attribute_fields=store.attribute_fields())
         signals.check(store.attribute_fields(), lambda: {"price", *store.numeric_fields(store.attribute_fields())})
         wanted = [value["product"] for value, _ in parsed_terms if isinstance(value, dict)]
@@ -125,7 +126,8 @@ def search_command(text: str | None, index_dir: Path, image_source: str | None, 
         model_config = query_model(store.model_spec, model=model, pretrained=pretrained, threads=threads, device=device)
     photo = query_image(image_source) if image_source else None
     parsed_terms = [(query_image(value) if isinstance(value, (Path, ImageURL)) else value, weight) for value, weight in parsed_terms]
-    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank, compose=not no_compose) as engine:
+    with SearchEngine.open(index_dir, model=model_config, rerank=not no_rerank, compose=not no_compose,
+                           database=database) as engine:
         result = engine.search(
             text=text, image=photo, vector=vector, weights={"text": text_weight, "image": image_weight, "vector": vector_weight},
             terms=parsed_terms,

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from vitrina.options import DEVICE_OPTION
+from vitrina.options import DB_OPTION, DEVICE_OPTION
 
 SETTINGS_ENV = "VITRINA_SERVE_SETTINGS"
 
@@ -40,12 +40,15 @@ def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
     from search.web.service import WebConfig
     from vitrina.options import query_model
 
-    with IndexStore.open(settings["index"]) as store:  # a missing index fails here, before the model loads
+    database = settings.get("database")
+    with IndexStore.open(settings["index"], database=database) as store:  # a missing index fails here, before the model
         model = query_model(store.model_spec, model=settings.get("model"), pretrained=settings.get("pretrained"),
                             threads=settings.get("threads"), device=settings.get("device") or "auto")
-    engine = SearchEngine.open(settings["index"], model=model)
+    engine = SearchEngine.open(settings["index"], model=model, database=database)
     search_log = None
     try:
+        if settings.get("refresh_seconds"):
+            engine.follow(settings["refresh_seconds"])
         config = WebConfig(max_upload_bytes=settings["max_upload_bytes"], facet_depth=settings["facet_depth"],
                            search_threads=settings["search_threads"])
         if settings.get("log"):
@@ -69,6 +72,10 @@ def app_from_env() -> Any:
 @click.command("serve")
 @click.option("--index", "index_dir", envvar="VITRINA_INDEX", required=True, type=click.Path(path_type=Path),
               help="Index folder (default: $VITRINA_INDEX).")
+@DB_OPTION
+@click.option("--refresh-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Check for a new commit this often and load it in the background (0: only when a query "
+                   "notices): replicas over one database and index folder switch to each commit by themselves.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -92,19 +99,24 @@ def app_from_env() -> Any:
               help="With --log: rotated log files kept (the oldest beyond this is deleted).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn's log level.")
-def serve_command(index_dir: Path, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
+def serve_command(index_dir: Path, database: str | None, refresh_seconds: float, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
                   threads: int | None, device: str, search_threads: int, max_upload_mb: float, facet_depth: int,
                   log_dir: Path | None, log_max_bytes: int, log_keep: int, log_level: str) -> None:
     """Serve the search API and the upload-a-photo page over HTTP.
 
     Open http://HOST:PORT/ for the page, /docs for the API. The model and the index
-    load once at start; /healthz answers 200 when they are ready.
+    load once at start (the server listens only then); /healthz answers 200 with the
+    generation (commit) it answers from. Several replicas can serve one index: its
+    metadata in PostgreSQL (--db) and its folder on shared storage; each loads every
+    new commit within about --refresh-seconds.
 
     Example:
 
         vitrina serve --index my-index --port 8000
 
         vitrina serve --index my-index --log search-log   # and learn from the shop
+
+        vitrina serve --index /shared/shop --db postgresql+psycopg://vitrina@db/shop --host 0.0.0.0
     """
     import uvicorn
 
@@ -114,6 +126,7 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
         "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads, "device": device,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
         "log": str(log_dir.resolve()) if log_dir else None, "log_max_bytes": log_max_bytes, "log_keep": log_keep,
+        "database": database, "refresh_seconds": refresh_seconds,
     }
     if log_dir and workers > 1:
         raise click.UsageError("--log needs --workers 1 (one process writes the search log)")
@@ -122,7 +135,7 @@ def serve_command(index_dir: Path, host: str, port: int, workers: int, model: st
         if workers > 1:
             from indexer.store.reader import IndexStore
 
-            IndexStore.open(index_dir).close()  # fail here, not in every worker
+            IndexStore.open(index_dir, database=database).close()  # fail here, not in every worker
             os.environ[SETTINGS_ENV] = json.dumps(settings)
             click.echo(f"vitrina: {workers} workers loading {index_dir}; page at {url}", err=True)
             uvicorn.run("vitrina.commands.serve:app_from_env", factory=True, host=host, port=port, workers=workers,

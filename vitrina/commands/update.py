@@ -11,7 +11,7 @@ import click
 
 from indexer.config import FetchPolicy, IndexConfig
 
-from vitrina.options import INDEX_OPTION, domain_errors, model_options, query_model
+from vitrina.options import DB_OPTION, INDEX_OPTION, domain_errors, model_options, query_model
 from vitrina.output import Progress, count_catalog_rows
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 @click.command("update")
 @click.argument("feed", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @INDEX_OPTION
+@DB_OPTION
 @model_options
 @click.option("--batch-size", default=IndexConfig().batch_size, show_default=True, type=click.IntRange(min=1),
               help="Feed rows applied per batch.")
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Also write the run report as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @domain_errors
-def update_command(feed: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None, device: str,
+def update_command(feed: Path, index_dir: Path, database: str | None, model: str | None, pretrained: str | None, threads: int | None, device: str,
                    batch_size: int, commit_every: int, allow_outside_root: bool, allow_networks: tuple[str, ...],
                    report_file: Path | None, as_json: bool) -> None:
     """Update some fields of stored products from a partial feed (CSV or JSONL).
@@ -58,12 +59,13 @@ def update_command(feed: Path, index_dir: Path, model: str | None, pretrained: s
         fetch = FetchPolicy(allow_networks=allow_networks)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-network") from None
-    config = IndexConfig(batch_size=batch_size, commit_every=commit_every, allow_outside_root=allow_outside_root, fetch=fetch)
+    config = IndexConfig(batch_size=batch_size, commit_every=commit_every, allow_outside_root=allow_outside_root, fetch=fetch,
+                         database=database)
 
     def encoder_factory() -> Encoder:  # only called when a row changes a title, description or images
         from indexer.encoders.loading import load_encoder
 
-        with IndexStore.open(index_dir) as store:
+        with IndexStore.open(index_dir, database=database) as store:
             spec = store.model_spec
         return load_encoder(query_model(spec, model=model, pretrained=pretrained, threads=threads, device=device),
                             batch_size=batch_size)
