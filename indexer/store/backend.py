@@ -77,6 +77,9 @@ class Backend:
         """A connection for a few reads outside any snapshot."""
         return self.engine.connect()
 
+    def after_commit(self, products: int) -> None:
+        """Housekeeping after a commit that left ``products`` products (statistics, index upkeep)."""
+
     # -- words --------------------------------------------------------------------------------------
     def lexical(self, conn: Connection, words: Sequence[str], *, clauses: list[Any] | None, allowed: np.ndarray | None,
                 limit: int) -> list[tuple[int, float]]:

@@ -195,6 +195,7 @@ class PostgresBackend(Backend):
     def __init__(self, folder: Path, engine: Engine, *, readonly: bool, url: str):
         super().__init__(folder, engine, readonly=readonly)
         self.url = url
+        self._analyzed_at: int | None = None
 
     @classmethod
     def open(cls, folder: Path, url: str, *, readonly: bool) -> PostgresBackend:
@@ -216,6 +217,18 @@ class PostgresBackend(Backend):
 
     def write_lock(self) -> Lock:
         return AdvisoryLock(self.engine, self.describe())
+
+    def after_commit(self, products: int) -> None:
+        """The writer merges the GIN index's pending list (readers would scan it on every query) and, after a
+        bulk change (10% of the products or more since this writer last did), refreshes the planner's statistics:
+        right after a bulk load the planner took a sequential scan over every product for each word query
+        (28.6 ms p50 at 20k; 3.3 ms once analyzed, SQLite 3.5)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT gin_clean_pending_list('ix_product_words'::regclass)"))
+            last = self._analyzed_at
+            if last is None or abs(products - last) * 10 >= max(last, 1):
+                conn.execute(text("ANALYZE products, product_words, word_counts, attribute_values, images, text_vectors"))
+                self._analyzed_at = products
 
     def snapshot(self) -> Any:
         return _snapshot(self.engine)

@@ -234,6 +234,7 @@ class IndexWriter:
                 if path.name not in kept:
                     path.unlink(missing_ok=True)
         counts = store.counts()
+        store.backend.after_commit(counts["products"])
         return CommitInfo(generation=int(commit["generation"]), files=live, products=counts["products"], images=counts["images"])
 
     def _merge(self, modality: str, live: dict[str, list[dict[str, Any]]], number: int, written: list[Path]) -> int:

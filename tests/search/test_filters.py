@@ -1,6 +1,7 @@
 import pytest
 from sqlalchemy.dialects import sqlite
 
+from conftest import BOTH_DATABASES, database_for
 from indexer.errors import QueryError
 from search.filters import compile_where, parse_where
 
@@ -39,3 +40,45 @@ def test_parse_cli_expressions():
         parse_where(["price is cheap"])
     with pytest.raises(QueryError, match="invalid JSON"):
         parse_where(["{bad"])
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def database(request):
+    return database_for(request)
+
+
+FILTERS = [
+    {"price": {"lt": 15}}, {"price": {"gte": 12, "lte": 20}}, {"category": "circle"}, {"brand": {"in": ["Brand1", "Brand3"]}},
+    {"brand": {"ne": "Brand1"}}, {"color": "red"}, {"color": {"in": ["green", "blue"]}, "price": {"gt": 11}},
+    {"color": {"ne": "red"}}, {"id": {"in": ["P001", "P007", "nope"]}},
+]
+
+
+def test_filters_select_the_same_products_on_both_backends(built_index):
+    """Each filter, run by the database (SQLite or PostgreSQL), selects exactly what evaluating it on the stored
+    rows in Python selects."""
+    from indexer.store.reader import IndexStore
+
+    def holds(product, field, condition):
+        value = product["attributes"].get(field) if field not in product else product[field]
+        op, wanted = next(iter(condition.items())) if isinstance(condition, dict) else ("eq", condition)
+        if op == "in":
+            return value in wanted
+        if op == "ne":
+            return value != wanted
+        if op == "eq":
+            return value == wanted
+        if value is None:
+            return False
+        return {"lt": value < wanted, "lte": value <= wanted, "gt": value > wanted, "gte": value >= wanted}[op]
+
+    def matches(product, where):
+        return all(holds(product, field, {op: v}) if isinstance(cond, dict) else holds(product, field, cond)
+                   for field, cond in where.items() for op, v in (cond.items() if isinstance(cond, dict) else [("eq", cond)]))
+
+    with IndexStore.open(built_index) as store:
+        everything = store.products(store.product_pk_array().tolist())
+        for where in FILTERS:
+            allowed = store.allowed_products(compile_where(where, attribute_fields=set(store.attribute_fields())))
+            expected = sorted(pk for pk, product in everything.items() if matches(product, where))
+            assert allowed.tolist() == expected and 0 < len(expected) < len(everything), where
