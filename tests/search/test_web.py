@@ -84,7 +84,8 @@ def test_page_static_files_and_openapi(client):
 
 
 def test_healthz_and_stats(client, web_engine):
-    assert client.get("/healthz").json() == {"status": "ok", "products": 24, "model": web_engine.encoder.identity.name}
+    assert client.get("/healthz").json() == {"status": "ok", "products": 24, "model": web_engine.encoder.identity.name,
+                                          "generation": 1}
     stats = client.get("/stats").json()
     assert stats["counts"] == {"products": 24, "images": 36, "texts": 24}
     assert stats["index_type"] == "auto" and stats["vector_indexes"] == {"text": "Flat", "image": "Flat"}
