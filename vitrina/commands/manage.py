@@ -30,7 +30,7 @@ def info_command(index_dir: Path, as_json: bool) -> None:
         db = sum(p.stat().st_size for p in index_dir.glob("vitrina.db*"))
         vectors = {modality: _modality_info(store, index_dir, modality) for modality in ("text", "image")}
         data: dict[str, Any] = {
-            "folder": str(index_dir), "model": store.identity.to_json(), "model_spec": store.model_spec,
+            "folder": str(index_dir), "metadata": store.backend.describe(), "model": store.identity.to_json(), "model_spec": store.model_spec,
             "index_type": store.index_type, "max_memory": store.max_memory, "vector_indexes": vectors,
             "counts": store.counts(), "generation": store.commit_info.get("generation"),
             "bytes": {"database": db, **{f"{k}_index": v["bytes"] for k, v in vectors.items()}},
@@ -41,6 +41,7 @@ def info_command(index_dir: Path, as_json: bool) -> None:
         return
     counts = data["counts"]
     click.echo(f"index      {index_dir}")
+    click.echo(f"metadata   {data['metadata']}")
     click.echo(f"model      {store.identity.describe()}")
     click.echo(f"products   {counts['products']} ({counts['images']} image vectors, {counts['texts']} text vectors)")
     budget = f", memory budget {human_size(store.max_memory)}" if store.max_memory else ""
