@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from bench import encoder_runtime, fast_refusals, indexing, latency, peers, query_split, ranking, recall, recall_large, segments, serve_latency, shop_sim, text_tower
+from bench import encoder_runtime, fast_refusals, indexing, latency, peers, postgres_lexical, query_split, ranking, ray_embedding, recall, recall_large, scale_figures, segments, serve_latency, shop_sim, text_tower
 
 
 def main() -> None:
@@ -20,6 +20,9 @@ def main() -> None:
     latency.configure(sub.add_parser("query-latency", help="p50/p95 by stage at 10k-1M products vs FAISS flat + sqlite3"))
     recall.configure(sub.add_parser("recall", help="recall@10 vs exact, ms/query and memory per index type"))
     recall_large.configure(sub.add_parser("recall-large", help="IVF-PQ at 10M within --max-memory: recall@10 after re-scoring"))
+    ray_embedding.configure(sub.add_parser("ray-embedding", help="products/s: plain build_index vs Ray with 1 and 2 actors, scaling ratio"))
+    postgres_lexical.configure(sub.add_parser("postgres-lexical", help="word queries on PostgreSQL vs SQLite: the same catalog, p50/p95, ratio"))
+    scale_figures.configure(sub.add_parser("scale-figures", help="per-node figures for docs/scale.md: embedding, memory per vector, merges, row sizes"))
     indexing.configure(sub.add_parser("indexing", help="images/s: model forward passes alone vs build_index end to end"))
     encoder_runtime.configure(sub.add_parser("encoder-runtime", help="image tower images/s: eager torch vs ONNX Runtime, cosine"))
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))

@@ -120,3 +120,21 @@ def test_lexical_ranking_prefers_the_heavier_field(tmp_path, tiny_encoder, pg_ur
         pks, scores = store.lexical(["acme"])
         order = [store.products([int(p)])[int(p)]["id"] for p in pks]
         assert order == ["c", "b", "a"] and np.all(np.diff(scores) <= 0)  # brand > title > description
+
+
+def test_the_cli_indexes_into_postgresql_and_later_commands_find_it(tmp_path, catalog, tiny_encoder, pg_url):
+    folder = tmp_path / "idx"
+    runner = CliRunner()
+    model = ["--model", tiny_encoder.identity.name, "--pretrained", "random"]
+    built = runner.invoke(cli, ["index", str(catalog), "--index", str(folder), "--db", pg_url, *model])
+    assert built.exit_code == 0, built.output
+    assert not (folder / "vitrina.db").exists() and (folder / "database.json").is_file()
+    info = runner.invoke(cli, ["info", "--index", str(folder)])
+    assert info.exit_code == 0 and "metadata   postgresql+psycopg://postgres@/" in info.output and "24 " in info.output
+    feed = tmp_path / "prices.csv"
+    feed.write_text("id,price\nP001,99.5\n")
+    updated = runner.invoke(cli, ["update", str(feed), "--index", str(folder)])
+    assert updated.exit_code == 0, updated.output
+    found = runner.invoke(cli, ["search", "green", "--index", str(folder), "--where", "price>99", "--json", *model[:2]])
+    assert found.exit_code == 0, found.output
+    assert [h["product_id"] for h in json.loads(found.output)["hits"]] == ["P001"]

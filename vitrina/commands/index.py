@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,10 +13,11 @@ import click
 
 from indexer.config import DEFAULT_INDEX_TYPE, RUNTIMES, FetchPolicy, IndexConfig, ModelConfig
 
-from vitrina.options import INDEX_OPTION, ByteSize, domain_errors, model_options
+from vitrina.options import DB_OPTION, INDEX_OPTION, ByteSize, domain_errors, model_options
 from vitrina.output import Progress, count_catalog_rows
 
 if TYPE_CHECKING:
+    from indexer.distributed import RayOptions
     from indexer.pipeline import IndexReport
     from indexer.vectors_file import VectorsFile
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 @click.command("index")
 @click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @INDEX_OPTION
+@DB_OPTION
 @model_options
 @click.option("--batch-size", default=IndexConfig().batch_size, show_default=True, type=click.IntRange(min=1), help="Products embedded per batch.")
 @click.option("--index-type", default=DEFAULT_INDEX_TYPE, show_default=True,
@@ -49,11 +52,23 @@ if TYPE_CHECKING:
               help="What runs the image tower: eager torch, ONNX Runtime (exported once and cached in "
                    "~/.cache/vitrina/onnx; same embeddings) or ONNX Runtime with int8 weights (faster, cosine ~0.995); "
                    "the ONNX ones need pip install 'vitrina[onnx]', else torch is used.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[auto|ADDRESS]",
+              help="Embed on Ray (pip install 'vitrina[ray]'): the catalog is checked here, then a pool of actors (one "
+                   "model each) reads, decodes and embeds its products and this process stores what changed (same index, "
+                   "report and row numbers as without --ray). 'auto' (what --ray alone means) starts a Ray on this "
+                   "machine; an ADDRESS (ray://head:10001, head:6379) joins a running cluster whose workers have vitrina "
+                   "installed. Put it after the catalog, or write --ray=auto.")
+@click.option("--actors", type=click.IntRange(min=1), help="With --ray: embedding actors, one CPU and one model each "
+              "[default: the cluster's CPUs - 1]. At most CPUs - 1: one CPU stays free for Ray Data, whose pool hangs "
+              "when the actors take every CPU.")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --ray: GPUs each actor embeds on (0.5 lets two actors share one); 0 embeds on CPUs. "
+                   "Actors ignore --device and --threads: one torch thread each, on their GPU when they have one.")
 @domain_errors
-def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained: str | None, threads: int | None,
+def index_command(catalog: Path, index_dir: Path, database: str | None, model: str | None, pretrained: str | None, threads: int | None,
                   device: str, batch_size: int, index_type: str, max_memory: int | None, commit_every: int, delete_missing: bool, allow_outside_root: bool,
                   allow_networks: tuple[str, ...], report_file: Path | None, as_json: bool, profile: bool, runtime: str,
-                  vectors_file: Path | None) -> None:
+                  vectors_file: Path | None, ray_address: str | None, actors: int | None, gpus_per_actor: float) -> None:
     """Index a product catalog (CSV or JSONL) into an index folder.
 
     Incremental: new products are added, changed ones (text or image bytes) re-embedded,
@@ -65,20 +80,28 @@ def index_command(catalog: Path, index_dir: Path, model: str | None, pretrained:
         vitrina index catalog.jsonl --index my-index --model ViT-B-32 --pretrained laion2b_s34b_b79k
 
         vitrina index catalog.jsonl --index my-index --vectors vectors.npz
+
+        vitrina index catalog.jsonl --index my-index --ray auto --actors 3
+
+        vitrina index catalog.jsonl --index my-index --db postgresql+psycopg://vitrina@db/shop
     """
     # Everything that can be refused without the model is checked first: a refusal takes a second, not a model load.
     try:
         fetch = FetchPolicy(allow_networks=allow_networks)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow-network") from None
+    ray = ray_options(ray_address, actors, gpus_per_actor, vectors=vectors_file is not None)
     check_catalog(catalog, allow_outside_root=allow_outside_root)
-    vectors = check_vectors(vectors_file, index_dir) if vectors_file else None
+    vectors = check_vectors(vectors_file, index_dir, database) if vectors_file else None
     model_config = ModelConfig(name=model, pretrained=pretrained, threads=threads, runtime=runtime, device=device)
     config = IndexConfig(index_type=index_type, max_memory=max_memory, batch_size=batch_size, commit_every=commit_every,
-                         allow_outside_root=allow_outside_root, fetch=fetch)
+                         allow_outside_root=allow_outside_root, fetch=fetch, database=database)
     new_folder = not index_dir.exists()
     try:
-        report = _build(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json, vectors=vectors)
+        if ray is not None:
+            report = _build_ray(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json, ray=ray)
+        else:
+            report = _build(catalog, index_dir, model_config, config, delete_missing=delete_missing, quiet=as_json, vectors=vectors)
     except BaseException:
         if new_folder:
             remove_if_empty(index_dir)
@@ -127,6 +150,48 @@ def _build(catalog: Path, index_dir: Path, model_config: ModelConfig, config: In
                            delete_missing=delete_missing, stages=stages, vectors=vectors)
 
 
+def ray_options(address: str | None, actors: int | None, gpus_per_actor: float, *, vectors: bool) -> RayOptions | None:
+    """The --ray options checked (Ray importable, no --vectors), or None without --ray; refused as usage errors."""
+    from indexer.distributed import RayNotInstalledError, RayOptions, import_ray
+
+    if address is None:
+        if actors is not None or gpus_per_actor:
+            raise click.UsageError("--actors and --gpus-per-actor need --ray")
+        return None
+    if vectors:
+        raise click.UsageError("--vectors cannot be combined with --ray (precomputed vectors leave little to embed)")
+    try:
+        import_ray()
+    except RayNotInstalledError as exc:
+        raise click.UsageError(str(exc)) from None
+    return RayOptions(address=address.strip() or "auto", actors=actors, gpus_per_actor=gpus_per_actor)
+
+
+def _build_ray(catalog: Path, index_dir: Path, model_config: ModelConfig, config: IndexConfig, *, delete_missing: bool,
+               quiet: bool, ray: RayOptions) -> IndexReport:
+    from indexer.distributed import ActorsError
+    from indexer.distributed.ray_embedding import build_index_ray
+    from indexer.encoders.loading import load_encoder
+    from indexer.stages import StageTimes
+
+    # loaded here once (on the CPU) to fail fast on a bad model and to know its identity; the actors load their own
+    encoder = load_encoder(replace(model_config, device="cpu"), batch_size=1)
+    if encoder.runtime != model_config.runtime:
+        from indexer.encoders.onnx import onnx_available
+
+        click.echo(f"--runtime {model_config.runtime}: {onnx_available()}; using torch", err=True)
+    identity = encoder.identity
+    del encoder
+    spec = {"name": identity.name, "pretrained": model_config.pretrained}
+    stages = StageTimes()
+    with Progress("indexing", total=count_catalog_rows(catalog), quiet=quiet, stage=stages.bottleneck) as progress:
+        try:
+            return build_index_ray(catalog, index_dir, model=model_config, identity=identity, ray=ray, config=config,
+                                   model_spec=spec, progress=progress.update, delete_missing=delete_missing, stages=stages)
+        except ActorsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--actors/--gpus-per-actor") from None
+
+
 def check_catalog(catalog: Path, *, allow_outside_root: bool = False) -> None:
     """Refuse, before any model loads, a catalog of an unknown format, with a bad header, or without one valid row.
 
@@ -141,7 +206,7 @@ def check_catalog(catalog: Path, *, allow_outside_root: bool = False) -> None:
     raise click.ClickException(nothing_indexed(len({p.row for p in problems}), [p for p in problems if p.fatal], what=str(catalog)))
 
 
-def check_vectors(path: Path, index_dir: Path) -> VectorsFile:
+def check_vectors(path: Path, index_dir: Path, database: str | None = None) -> VectorsFile:
     """Read and check a vectors file before any model loads (against an existing index's dimension too)."""
     from indexer.errors import VitrinaError
     from indexer.store.reader import IndexStore
@@ -149,7 +214,7 @@ def check_vectors(path: Path, index_dir: Path) -> VectorsFile:
 
     vectors = read_vectors_file(path)
     try:
-        with IndexStore.open(index_dir) as store:
+        with IndexStore.open(index_dir, database=database) as store:
             dim = store.identity.dim
     except VitrinaError:  # no index yet: the model's dimension is checked once it loads
         return vectors
