@@ -167,12 +167,8 @@ def build_index(
                         break
                     seen.update(record.id for record in prepared.records)
                     report.unchanged += prepared.unchanged + len(prepared.held)
-                    for item in prepared.held:
-                        for location, reason in item.failures:
-                            report.problems.append(Problem(
-                                row=item.record.row, product_id=item.record.id, image=location,
-                                reason=f"{reason}; the stored version (with this image) is kept until it can be read",
-                                outcome="kept the stored version"))
+                    report.problems.extend(held_problem(item.record.row, item.record.id, location, reason)
+                                           for item in prepared.held for location, reason in item.failures)
                     products = embed_prepared(prepared, encoder=encoder, report=report, stages=stages, vectors=vectors)
                     with stages.time("store"):
                         changes = store_batch(writer, products, [(item.record, item.content_hash) for item in prepared.field_only],
@@ -180,15 +176,7 @@ def build_index(
                     if progress:
                         progress(len(prepared.records))
             with stages.time("store"):
-                if delete_missing:
-                    report.deleted = writer.delete(set(stored) - seen)
-                    changes += report.deleted
-                if changes or report.commits == 0 and not store.commit_info.get("segments"):
-                    writer.commit()
-                    report.commits += 1
-                if _bulk_change(report, store):  # a bulk load ends merged, as a fresh build would
-                    writer.optimize()
-                    report.commits += 1
+                finish_run(writer, report, stored=stored, seen=seen, changes=changes, delete_missing=delete_missing)
     finally:
         store.close()
     for row, product_id in vectors.unknown(seen) if vectors is not None else ():
@@ -217,6 +205,28 @@ def store_batch(writer: IndexWriter, products: list[EmbeddedProduct], in_place: 
         report.commits += 1
         changes = 0
     return changes
+
+
+def held_problem(row: int, product_id: str, location: str, reason: str) -> Problem:
+    """A stored product whose image cannot be read this run: it stays as stored."""
+    return Problem(row=row, product_id=product_id, image=location, outcome="kept the stored version",
+                   reason=f"{reason}; the stored version (with this image) is kept until it can be read")
+
+
+def finish_run(writer: IndexWriter, report: IndexReport, *, stored: Iterable[str], seen: set[str], changes: int,
+               delete_missing: bool) -> None:
+    """The end of an indexing run: products missing from the catalog deleted (when asked), the last commit, and
+    a merge of everything after a bulk change (a bulk load ends merged, as a fresh build would)."""
+    store = writer.store
+    if delete_missing:
+        report.deleted = writer.delete(set(stored) - seen)
+        changes += report.deleted
+    if changes or report.commits == 0 and not store.commit_info.get("segments"):
+        writer.commit()
+        report.commits += 1
+    if _bulk_change(report, store):
+        writer.optimize()
+        report.commits += 1
 
 
 def _bulk_change(report: IndexReport, store: IndexStore) -> bool:

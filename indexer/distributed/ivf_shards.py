@@ -30,10 +30,6 @@ from indexer.errors import IndexFormatError
 from indexer.store import segments
 from indexer.store import vectors as vector_files
 
-#: What ``vectors.train_and_add`` trains on: at most this many vectors, sampled with this seed.
-MAX_TRAIN = 256 * 1024
-TRAIN_SEED = 1234
-
 #: Runs ``add_shard`` over (trained index bytes, positions, vectors) per shard; returns each shard's bytes, in order.
 ShardRunner = Callable[[np.ndarray, Sequence[tuple[np.ndarray, np.ndarray]]], list[np.ndarray]]
 
@@ -71,16 +67,7 @@ def shardable(index: faiss.Index) -> bool:
 
 def train(index: faiss.Index, vectors: np.ndarray) -> None:
     """Train ``index`` exactly as ``vectors.train_and_add`` does (same sample), adding nothing."""
-    if index.is_trained:
-        return
-    train_on = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(train_on) > MAX_TRAIN:
-        rng = np.random.default_rng(TRAIN_SEED)
-        train_on = train_on[rng.choice(len(train_on), MAX_TRAIN, replace=False)]
-    try:
-        index.train(train_on)
-    except RuntimeError as exc:
-        raise IndexFormatError(f"cannot train the FAISS index on {len(train_on)} vectors: {exc}") from None
+    vector_files.train(index, vectors)
 
 
 def add_in_shards(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, *, shards: int, runner: ShardRunner) -> None:

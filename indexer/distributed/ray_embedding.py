@@ -38,7 +38,8 @@ from indexer.distributed.ivf_shards import IvfShardBuilder
 from indexer.encoders.base import ModelIdentity
 from indexer.encoders.loading import RANDOM_WEIGHTS
 from indexer.errors import CatalogError, ModelError, VitrinaError
-from indexer.pipeline import IndexReport, Problem, _batches, _bulk_change, _prepare_batch, _Prepared, embed_prepared, store_batch
+from indexer.pipeline import (IndexReport, Problem, _batches, _prepare_batch, _Prepared, embed_prepared, finish_run, held_problem,
+                              store_batch)
 from indexer.prefetch import prefetch
 from indexer.stages import StageTimes
 from indexer.store.reader import IndexStore
@@ -214,24 +215,13 @@ def _store_all(results: Iterator[BatchResult], writer: IndexWriter, store: Index
         if progress:
             progress(len(result.ids))
     with stages.time("store"):
-        if delete_missing:
-            report.deleted = writer.delete(set(stored) - seen)
-            changes += report.deleted
-        if changes or report.commits == 0 and not store.commit_info.get("segments"):
-            writer.commit()
-            report.commits += 1
-        if _bulk_change(report, store):  # a bulk load ends merged, as a fresh build would
-            writer.optimize()
-            report.commits += 1
+        finish_run(writer, report, stored=stored, seen=seen, changes=changes, delete_missing=delete_missing)
 
 
 def _count(report: IndexReport, result: BatchResult, stages: StageTimes) -> None:
     report.unchanged += result.unchanged
-    for row, product_id, location, reason in result.held:  # the words of build_index's held products
-        report.problems.append(Problem(
-            row=row, product_id=product_id, image=location,
-            reason=f"{reason}; the stored version (with this image) is kept until it can be read",
-            outcome="kept the stored version"))
+    report.problems.extend(held_problem(row, product_id, location, reason)
+                           for row, product_id, location, reason in result.held)
     report.problems.extend(result.problems)
     report.failed += result.failed
     for stage, seconds in result.stages.items():  # the actors' seconds, summed over actors

@@ -79,21 +79,30 @@ def stores_full_vectors(index: faiss.Index) -> bool:
     return isinstance(inner, faiss.IndexFlat)
 
 
+#: Vectors a trainable index (IVF, PQ) is trained on at most: a seeded sample of them beyond this.
+MAX_TRAIN = 256 * 1024
+
+
+def train(index: faiss.Index, vectors: np.ndarray, *, seed: int = 1234) -> None:
+    """Train ``index`` (when it needs it) on ``vectors``, or on a seeded sample of ``MAX_TRAIN`` of them."""
+    if index.is_trained:
+        return
+    train_on = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(train_on) > MAX_TRAIN:
+        rng = np.random.default_rng(seed)
+        train_on = train_on[rng.choice(len(train_on), MAX_TRAIN, replace=False)]
+    try:
+        index.train(train_on)
+    except RuntimeError as exc:
+        raise IndexFormatError(f"cannot train the FAISS index on {len(train_on)} vectors: {_faiss_message(exc)}") from None
+
+
 def train_and_add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, seed: int = 1234) -> None:
     """Add ``vectors`` under ``ids``, training the index first if it needs it."""
     if len(ids) == 0:
         return
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if not index.is_trained:
-        train_on = vectors
-        max_train = 256 * 1024
-        if len(vectors) > max_train:
-            rng = np.random.default_rng(seed)
-            train_on = vectors[rng.choice(len(vectors), max_train, replace=False)]
-        try:
-            index.train(train_on)
-        except RuntimeError as exc:
-            raise IndexFormatError(f"cannot train the FAISS index on {len(train_on)} vectors: {_faiss_message(exc)}") from None
+    train(index, vectors, seed=seed)
     index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
 
