@@ -132,19 +132,7 @@ def build_index(
     if vectors is not None:
         vectors.check_dim(encoder.dim)
     seen: set[str] = set()
-
-    def on_row_error(error: RowError) -> None:
-        if error.product_id:
-            seen.add(error.product_id)
-        if not error.fatal:
-            report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason,
-                                           outcome="indexed with a change"))
-            return
-        report.skipped += 1
-        report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason))
-        if progress:
-            progress(1)
-
+    on_row_error = row_error_recorder(report, seen, progress)
     records = iter_products(catalog, on_error=on_row_error, allow_outside_root=config.allow_outside_root)
     store = IndexStore.create(
         folder, identity=encoder.identity, index_type=config.index_type, max_memory=config.max_memory,
@@ -205,6 +193,25 @@ def store_batch(writer: IndexWriter, products: list[EmbeddedProduct], in_place: 
         report.commits += 1
         changes = 0
     return changes
+
+
+def row_error_recorder(report: IndexReport, seen: set[str], progress: Callable[[int], None] | None) -> Callable[[RowError], None]:
+    """What an indexing run does with a catalog row's problem: a fixable one is noted (the row is indexed with the
+    change), a fatal one skips the row; either way its product id counts as seen (``--delete-missing`` keeps it)."""
+
+    def on_row_error(error: RowError) -> None:
+        if error.product_id:
+            seen.add(error.product_id)
+        if not error.fatal:
+            report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason,
+                                           outcome="indexed with a change"))
+            return
+        report.skipped += 1
+        report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason))
+        if progress:
+            progress(1)
+
+    return on_row_error
 
 
 def held_problem(row: int, product_id: str, location: str, reason: str) -> Problem:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.catalog import ProductRecord, RowError, catalog_format, iter_products
+from indexer.catalog import ProductRecord, catalog_format, iter_products
 from indexer.config import IndexConfig, ModelConfig
 from indexer.distributed import RayOptions, actor_count, connect, import_ray
 from indexer.distributed.ivf_shards import IvfShardBuilder
@@ -39,7 +39,7 @@ from indexer.encoders.base import ModelIdentity
 from indexer.encoders.loading import RANDOM_WEIGHTS
 from indexer.errors import CatalogError, ModelError, VitrinaError
 from indexer.pipeline import (IndexReport, Problem, _batches, _prepare_batch, _Prepared, embed_prepared, finish_run, held_problem,
-                              store_batch)
+                              row_error_recorder, store_batch)
 from indexer.prefetch import prefetch
 from indexer.stages import StageTimes
 from indexer.store.reader import IndexStore
@@ -154,19 +154,7 @@ def build_index_ray(
         raise CatalogError(f"{catalog}: catalog file not found")
     catalog_format(Path(catalog))
     seen: set[str] = set()
-
-    def on_row_error(error: RowError) -> None:  # as build_index's
-        if error.product_id:
-            seen.add(error.product_id)
-        if not error.fatal:
-            report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason,
-                                           outcome="indexed with a change"))
-            return
-        report.skipped += 1
-        report.problems.append(Problem(row=error.row, product_id=error.product_id, reason=error.reason))
-        if progress:
-            progress(1)
-
+    on_row_error = row_error_recorder(report, seen, progress)
     with stages.time("read"):
         records = list(iter_products(catalog, on_error=on_row_error, allow_outside_root=config.allow_outside_root))
     ray_module = import_ray()
