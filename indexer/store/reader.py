@@ -9,8 +9,8 @@ Layout of a folder::
 
 A commit writes its new segment files (temp file, fsync, rename), then records the live segments in
 ``index_meta`` in the same database transaction as the product rows, then deletes the files no recent
-commit names (``KEEP_GENERATIONS``: a reader on another machine may still be loading one of them).  A reader loads whatever segments the database names, so a crash at any point leaves the last
-commit readable.  See ``indexer.store.segments`` for tombstones and merges.
+commit names (``VectorIndexConfig.keep_generations``: a reader elsewhere may still be loading one).  A reader
+loads whatever segments the database names, so a crash at any point leaves the last commit readable.  See ``indexer.store.segments`` for tombstones and merges.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class IndexStore(ProductReads):
     def _create_or_open(cls, folder: Path, backend: Backend, *, identity: ModelIdentity, index_type: str,
                         model_spec: dict[str, Any], max_memory: int | None) -> IndexStore:
         if backend.exists():
+            remember_database(backend)  # a new folder on an existing PostgreSQL index (another machine) names it too
             store = cls(folder, backend, writable=True)
             if not store.identity.same_model(identity):
                 store.close()

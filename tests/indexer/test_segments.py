@@ -296,3 +296,18 @@ def test_a_view_refreshed_from_the_last_one_equals_a_view_read_afresh(tmp_path, 
             pks = store.product_pk_array()
             np.testing.assert_array_equal(view.vectors_of(pks)["images"], fresh.vectors_of(pks)["images"])
         assert any("merged_from" in s for s in store.segments("text", commit=store.read_commit()))
+
+
+def test_replaced_segment_files_are_kept_for_some_commits_and_seconds():
+    """A segment no longer named stays on disk until it has been out of use for ``keep_generations`` commits
+    *and* ``keep_seconds`` (a replica elsewhere may still be loading the commit that named it)."""
+    from indexer.store.segments import retire
+
+    config = VectorIndexConfig(keep_generations=2, keep_seconds=60)
+    old = {"segments": {"text": [{"name": "text.1.faiss"}, {"name": "text.2.faiss"}]}}
+    retired = retire(old, {"text.3.faiss"}, generation=5, now=1000.0, config=config)  # 1 and 2 merged into 3
+    assert {r["name"] for r in retired} == {"text.1.faiss", "text.2.faiss"}
+    later = {"segments": {"text": [{"name": "text.3.faiss"}]}, "retired": retired}
+    assert len(retire(later, {"text.3.faiss"}, generation=6, now=2000.0, config=config)) == 2  # 1 commit later
+    assert len(retire(later, {"text.3.faiss"}, generation=9, now=1010.0, config=config)) == 2  # 10 s later
+    assert retire(later, {"text.3.faiss"}, generation=9, now=2000.0, config=config) == []  # both passed: deleted
