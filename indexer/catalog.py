@@ -132,10 +132,7 @@ def parse_row(
     if not isinstance(raw, dict):
         raise CatalogError(f"expected an object, got {type(raw).__name__}")
     warnings = warnings if warnings is not None else []
-    values = {k.strip(): v for k, v in raw.items() if isinstance(k, str) and not _blank(v)}
-    for key, value in values.items():
-        if _has_surrogates(key) or _has_surrogates(value):
-            raise CatalogError(f"field {_printable(key)!r} is not valid UTF-8 text (a lone surrogate or an undecodable byte)")
+    values = checked_values({k.strip(): v for k, v in raw.items() if isinstance(k, str) and not _blank(v)}, warnings)
     product_id = _parse_id(values.get("id"))
     images = _parse_images(values, root=root, csv_row=csv_row)
     if not allow_outside_root:
@@ -154,6 +151,32 @@ def parse_row(
     if not record.text and not record.images:
         raise CatalogError("no title, description or image: nothing to index")
     return record
+
+
+def checked_values(values: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """``values`` refused when a key or value is not valid UTF-8 text (``CatalogError`` naming the field), and
+    without NUL characters (PostgreSQL stores none; a warning names the field; an id or an image path with one
+    is refused later)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if _has_surrogates(key) or _has_surrogates(value):
+            raise CatalogError(f"field {_printable(key)!r} is not valid UTF-8 text (a lone surrogate or an undecodable byte)")
+        kept_as_is = key in ("id", "image", "images")  # refused later if they hold one: a path must not change
+        clean_key, clean = (key, value) if kept_as_is else (_without_nul(key), _without_nul(value))
+        if (clean_key, clean) != (key, value):
+            warnings.append(f"field {_printable(clean_key)!r}: NUL characters removed")
+        out[clean_key] = clean
+    return out
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def encodable(text: str) -> bool:

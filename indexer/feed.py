@@ -115,16 +115,13 @@ def parse_feed_row(raw: dict[str, Any], *, row: int, root: Path, csv_row: bool =
     """Validate one raw feed row with the catalog's field parsers; a ``CatalogError`` names the bad field."""
     if not isinstance(raw, dict):
         raise CatalogError(f"expected an object, got {type(raw).__name__}")
-    values = {k.strip(): v for k, v in raw.items() if isinstance(k, str) and k.strip()}
-    for key, value in values.items():
-        if cat._has_surrogates(key) or cat._has_surrogates(value):
-            raise CatalogError(f"field {cat._printable(key)!r} is not valid UTF-8 text (a lone surrogate or an undecodable byte)")
+    warnings: list[str] = []
+    values = cat.checked_values({k.strip(): v for k, v in raw.items() if isinstance(k, str) and k.strip()}, warnings)
     if cat._blank(values.get("id")):
         raise CatalogError("missing id")
     product_id = cat._parse_id(values.pop("id"))
     if not values:
         raise CatalogError("only an id: no field to update")
-    warnings: list[str] = []
     fields: dict[str, Any] = {}
     attributes: dict[str, Any] = {}
     for name, value in values.items():

@@ -138,3 +138,16 @@ def test_the_cli_indexes_into_postgresql_and_later_commands_find_it(tmp_path, ca
     found = runner.invoke(cli, ["search", "green", "--index", str(folder), "--where", "price>99", "--json", *model[:2]])
     assert found.exit_code == 0, found.output
     assert [h["product_id"] for h in json.loads(found.output)["hits"]] == ["P001"]
+
+
+def test_nul_characters_are_removed_with_a_warning_naming_the_row_and_field(tmp_path, tiny_encoder, pg_url):
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text(json.dumps({"id": "a", "title": "plain"}) + "\n" +
+                       json.dumps({"id": "b", "title": "red\u0000mug", "colour\u0000": "x\u0000y"}) + "\n")
+    report = build_index(catalog, tmp_path / "idx", encoder=tiny_encoder, config=IndexConfig(database=pg_url))
+    assert report.indexed == 2
+    assert {(p.row, p.reason) for p in report.problems} == {(2, "field 'title': NUL characters removed"),
+                                                           (2, "field 'colour': NUL characters removed")}
+    with IndexStore.open(tmp_path / "idx") as store:
+        pk = store.product_pks(["b"])["b"]
+        assert store.products([pk])[pk]["title"] == "redmug" and store.products([pk])[pk]["attributes"] == {"colour": "xy"}
