@@ -146,7 +146,8 @@ def parse_row(
         price=_parse_price(values.get("price")),
         category=_optional_text(values, "category"),
         brand=_optional_text(values, "brand"),
-        attributes={k: _attribute(k, v, warnings) for k, v in values.items() if k not in KNOWN_FIELDS and k},
+        attributes={k: _attribute(k, v, warnings) for k, v in values.items()
+                    if k not in KNOWN_FIELDS and k and attribute_name_ok(k, warnings)},
     )
     if not record.text and not record.images:
         raise CatalogError("no title, description or image: nothing to index")
@@ -380,6 +381,14 @@ def resolve_image_location(location: str, *, root: Path) -> str:
         raise CatalogError(f"image {location!r}: only local paths and http(s) URLs are supported")
     path = Path(location).expanduser()
     return str(path if path.is_absolute() else (root / path))
+
+
+def attribute_name_ok(name: str, warnings: list[str]) -> bool:
+    """Whether an attribute may be kept under ``name``: names longer than ``MAX_ID_CHARS`` are dropped (a warning)."""
+    if len(name) <= MAX_ID_CHARS:
+        return True
+    warnings.append(f"attribute name of {len(name)} characters (over {MAX_ID_CHARS}): attribute dropped")
+    return False
 
 
 def _attribute(name: str, value: Any, warnings: list[str]) -> Any:

@@ -134,7 +134,7 @@ def parse_feed_row(raw: dict[str, Any], *, row: int, root: Path, csv_row: bool =
                 fields[name] = cat._optional_text({name: value}, name)
             elif name in ("title", "description"):
                 fields[name] = cat._truncated({name: value}, name, cat.MAX_FIELD_CHARS[name], warnings)
-            else:
+            elif cat.attribute_name_ok(name, warnings):
                 attributes[name] = None if cat._blank(value) else cat._attribute(name, value, warnings)
         except CatalogError as exc:
             raise CatalogError(f"field {name!r}: {exc}") from None

@@ -44,6 +44,14 @@ WRITER_LOCK_KEY = 0x76697472696E61
 RANK_WEIGHTS = "{0.1, 0.3, 0.5, 1.0}"
 
 _WORDS_DDL = (
+    # a B-tree entry holds at most 2,704 bytes: text that may be longer (a brand, an attribute value of 2,000
+    # characters of up to 4 bytes) gets a hash index, which serves the equality filters on it alike
+    "DROP INDEX IF EXISTS ix_products_category",
+    "CREATE INDEX IF NOT EXISTS ix_products_category ON products USING hash (category)",
+    "DROP INDEX IF EXISTS ix_products_brand",
+    "CREATE INDEX IF NOT EXISTS ix_products_brand ON products USING hash (brand)",
+    "DROP INDEX IF EXISTS ix_attribute_text",
+    "CREATE INDEX IF NOT EXISTS ix_attribute_text ON attribute_values USING hash (text)",
     "CREATE EXTENSION IF NOT EXISTS unaccent",
     """CREATE OR REPLACE FUNCTION vitrina_fold(t text) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS
        $$ SELECT regexp_replace(lower(unaccent(coalesce(t, ''))), '[^[:alnum:]]+', ' ', 'g') $$""",

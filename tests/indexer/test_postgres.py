@@ -151,3 +151,18 @@ def test_nul_characters_are_removed_with_a_warning_naming_the_row_and_field(tmp_
     with IndexStore.open(tmp_path / "idx") as store:
         pk = store.product_pks(["b"])["b"]
         assert store.products([pk])[pk]["title"] == "redmug" and store.products([pk])[pk]["attributes"] == {"colour": "xy"}
+
+
+def test_long_values_are_stored_and_filtered_on_postgresql_too(tmp_path, tiny_encoder, pg_url):
+    """A B-tree entry in PostgreSQL holds at most 2,704 bytes: long brands and attribute values (4-byte characters)
+    are hash-indexed instead, and overlong attribute names are dropped with a warning."""
+    rng = np.random.default_rng(0)
+    brand, value = ("".join(chr(int(c)) for c in rng.integers(0x1F300, 0x1FAFF, n)) for n in (3000, 2000))
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text(json.dumps({"id": "a", "title": "long one", "brand": brand, "tag": value, "k" * 300: "v"}) + "\n" +
+                       json.dumps({"id": "b", "title": "short one", "brand": "x", "tag": "y"}) + "\n")
+    report = build_index(catalog, tmp_path / "idx", encoder=tiny_encoder, config=IndexConfig(database=pg_url))
+    assert report.indexed == 2 and any("attribute name of 300 characters" in p.reason for p in report.problems)
+    with SearchEngine.open(tmp_path / "idx", encoder=tiny_encoder, rerank=False) as engine:
+        assert [h.product_id for h in engine.search("one", where={"brand": brand}).hits] == ["a"]
+        assert [h.product_id for h in engine.search("one", where={"tag": value}).hits] == ["a"]
