@@ -204,3 +204,27 @@ def test_without_ray_installed_ray_is_a_usage_error_naming_the_extra(monkeypatch
     result = CliRunner().invoke(cli, ["index", str(shop), "--index", str(tmp_path / "index"), "--actors", "2"])
     assert result.exit_code == 2 and "--actors and --gpus-per-actor need --ray" in result.output
     assert actor_count(None, cpus=8) == 7 and actor_count(2, cpus=4, gpus=1, gpus_per_actor=0.5) == 2
+
+
+@pytest.mark.postgres
+def test_the_ray_path_writes_into_postgresql_through_the_cli(built, shop, tmp_path, tiny_encoder, tiny_model_dir, pg_url):
+    """``--ray`` with ``--db``: the same products, ids and vector answers as the plain run into SQLite."""
+    from indexer.store.reader import IndexStore
+
+    plain_dir, _, _, _ = built
+    folder = tmp_path / "ray-pg"
+    result = CliRunner().invoke(cli, ["index", str(shop), "--index", str(folder), "--model", str(tiny_model_dir),
+                                      "--batch-size", "4", "--commit-every", "5", "--db", pg_url, "--ray", "auto",
+                                      "--actors", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    ids = [f"P{i:03d}" for i in range(12)] + ["B1"]
+    with IndexStore.open(plain_dir) as a, IndexStore.open(folder) as b:
+        assert b.backend.kind == "postgresql" and a.product_pks(ids) == b.product_pks(ids)
+    from search import SearchEngine
+
+    def vector_hits(where: Path) -> list[list[tuple[str, float]]]:
+        with SearchEngine.open(where, encoder=tiny_encoder, rerank=False) as engine:
+            return [[(h.product_id, round(h.score, 4)) for h in engine.search(text, k=10, lexical_weight=0.0).hits]
+                    for text in ("red circle widget", "green")]
+
+    assert vector_hits(folder) == vector_hits(plain_dir)
