@@ -23,7 +23,7 @@ def oracle_judgments(log_dir: Path, cutoff: float, theta: np.ndarray, max_weight
         replayable_terms,
     )
 
-    base = collect_judgments(log_dir, correct_bias=False, before=cutoff)
+    base = collect_judgments(log_dir, correct_bias=False, before=cutoff, labels="event")
     window = read_window(log_dir, before=cutoff)
     best: dict[tuple[str, str], tuple[int, list[float]]] = {}
     for search in window.searches:
@@ -109,3 +109,4 @@ def target_table(judged: dict[str, Any], log_dir: Path, cutoff: float, grades_of
                 row_out[f"n {label.split()[-1]}"] = len(values)
             out.append(row_out)
     return out
+

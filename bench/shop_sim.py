@@ -221,7 +221,9 @@ def main(args: Any) -> None:
     from search.behaviour.judgments_from_log import collect_judgments
 
     variants = {"corrected": lambda: collect_judgments(log_dir, correct_bias=True, before=cutoff),
-                "uncorrected": lambda: collect_judgments(log_dir, correct_bias=False, before=cutoff)}
+                "uncorrected": lambda: collect_judgments(log_dir, correct_bias=False, before=cutoff),
+                "event-corrected": lambda: collect_judgments(log_dir, correct_bias=True, before=cutoff, labels="event"),
+                "event-uncorrected": lambda: collect_judgments(log_dir, correct_bias=False, before=cutoff, labels="event")}
     if args.diagnose:
         variants["oracle"] = lambda: oracle_judgments(log_dir, cutoff, shoppers.theta())
     judged = {name: make() for name, make in variants.items()}
@@ -257,31 +259,36 @@ def main(args: Any) -> None:
     if "oracle" in scores:
         gains["oracle_vs_uncorrected"] = bootstrap_gain(scores["oracle"]["true"], c, args.seed)
         gains["oracle_vs_corrected"] = bootstrap_gain(scores["oracle"]["true"], b, args.seed)
+    gains["corrected_vs_event-corrected"] = bootstrap_gain(b, scores["event-corrected"]["true"], args.seed)
+    gains["event-corrected_vs_event-uncorrected"] = bootstrap_gain(scores["event-corrected"]["true"],
+                                                                   scores["event-uncorrected"]["true"], args.seed)
     if "fusion+boost" in scores:
         gains["corrected_vs_fusion+boost"] = bootstrap_gain(b, scores["fusion+boost"]["true"], args.seed)
     theta_true = shoppers.theta()
     theta_est = np.asarray(trained["corrected"][1]["judgments"]["theta"], dtype=np.float64)
     theta_dense = pbm_theta(log_dir, cutoff, DENSE_PAIRS)
     targets_by_grade = target_table(judged, log_dir, cutoff, {q.text: g for q, g in zip(pool, pool_grades)}, index_of)
-    labels = {"fusion": "(a) weighted-sum fusion", "corrected": "(b) re-ranker from log, bias-corrected",
-              "uncorrected": "(c) re-ranker from log, uncorrected", "oracle": "(d) diagnostic: IPS with the true theta",
+    labels = {"fusion": "(a) weighted-sum fusion", "corrected": "(b) re-ranker from log, rate labels, bias-corrected",
+              "uncorrected": "(c) re-ranker from log, rate labels, uncorrected",
+              "event-corrected": "(b') event labels, IPS weights", "event-uncorrected": "(c') event labels, no weights", "oracle": "(d) diagnostic: IPS with the true theta",
               "fusion+boost": f"context: fusion + boost popularity={args.boost:g}"}
     table_rows = []
     for name in scores:
         rp = replay.get(name, {})
-        table_rows.append({"system": labels[name], "nDCG@10 true": round(float(scores[name]["true"].mean()), 4),
+        table_rows.append({"system": labels.get(name, name), "nDCG@10 true": round(float(scores[name]["true"].mean()), 4),
                            "nDCG@10 relevance": round(float(scores[name]["relevance"].mean()), 4),
                            "replay nDCG@10": round(rp["ndcg"]["ndcg@10"], 4) if rp else None,
                            "replay MRR": round(rp["mrr"], 4) if rp else None})
     table_rows.append({"system": "order shown at the time (replay only)", "replay nDCG@10": round(replay["fusion"]["logged"]["ndcg@10"], 4),
                        "replay MRR": round(replay["fusion"]["logged"]["mrr"], 4)})
-    short = {"fusion": "(a)", "corrected": "(b)", "uncorrected": "(c)", "oracle": "(d)", "fusion+boost": "boost"}
+    short = {"fusion": "(a)", "corrected": "(b)", "uncorrected": "(c)", "event-corrected": "(b')", "event-uncorrected": "(c')",
+             "oracle": "(d)", "fusion+boost": "boost"}
     forms = sorted({q.form for q in heldout})
     form_rows = []
     for form in forms:
         pick = np.array([q.form == form for q in heldout])
         form_rows.append({"form": form, "queries": int(pick.sum()),
-                          **{short[n]: round(float(scores[n]["true"][pick].mean()), 3) for n in scores}})
+                          **{short.get(n, n): round(float(scores[n]["true"][pick].mean()), 3) for n in scores}})
     gain_rows = [{"comparison": k.replace("_", " "), "gain": f"{v['gain']:+.1%}",
                   "95% interval": f"[{v['ci95'][0]:+.1%}, {v['ci95'][1]:+.1%}]", "P(gain<=0)": round(v["p_gain_le_0"], 4)}
                  for k, v in gains.items()]
@@ -309,7 +316,7 @@ def main(args: Any) -> None:
     print()
     print(common.table(gain_rows, ["comparison", "gain", "95% interval", "P(gain<=0)"]))
     print()
-    print(common.table(form_rows, ["form", "queries", *[short[n] for n in scores]]))
+    print(common.table(form_rows, ["form", "queries", *[short.get(n, n) for n in scores]]))
     print()
     print(common.table(theta_rows, list(theta_rows[0])))
     print("\nwhat the judgments teach: mean weight x [label > 0] per judged pair, by true g and mean shown position")

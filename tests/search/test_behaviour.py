@@ -127,7 +127,7 @@ def by_query(rows):
 
 
 def test_judgments_labels_weights_and_skipped_photo_queries(shop_log):
-    found = collect_judgments(shop_log)
+    found = collect_judgments(shop_log, labels="event")
     assert (found.searches, found.in_window, found.replayable) == (4, 4, 3)
     assert found.skipped == {"photo": 1, "vector": 0, "product": 0, "other": 0}
     assert found.events == 6 and found.orphan_events == 1 and found.queries == 2
@@ -145,7 +145,7 @@ def test_judgments_labels_weights_and_skipped_photo_queries(shop_log):
     assert red["P012"]["weight"] == 1.0
     assert blue["P006"]["weights"] == {"text": 0.7} and blue["P006"]["where"] == {"price": {"lt": 20}}
     assert red["P000"]["logged_at"].startswith("1970-01-01T00:33:20")  # the later of its two searches (t=2000)
-    plain = judgments_from_log(shop_log, correct_bias=False)
+    plain = judgments_from_log(shop_log, correct_bias=False, labels="event")
     assert {r["weight"] for r in plain} == {1.0} and len(plain) == len(found.rows)
     assert collect_judgments(shop_log, min_impressions=2).rows and all(
         r["product_id"] in ("P000", "P004", "P008") for r in collect_judgments(shop_log, min_impressions=2).rows)
@@ -165,7 +165,7 @@ def test_a_simulated_shop_log_gives_theta_and_inverse_propensity_weights(tmp_pat
         shown = [f"Q{q}-{pairs[i] % 5}" for i in range(start, start + 5)]
         searches.append(text_search(qid, 1000 + n, f"query {q}", shown))
         events += [event(qid, shown[i], "click", i + 1, 1000.5 + n) for i in range(5) if clicks[start + i]]
-    found = collect_judgments(write_log(tmp_path / "log", searches, events), max_weight=3.0)
+    found = collect_judgments(write_log(tmp_path / "log", searches, events), max_weight=3.0, labels="event")
     assert found.impressions == pairs.size and found.queries == 30 and found.replayable == 1200
     assert np.abs(np.asarray(found.theta) - THETA[:5]).max() <= 0.08, found.theta  # fewer impressions: looser
     deep = [r["weight"] for r in found.rows if r["label"] > 0]
@@ -184,7 +184,7 @@ def test_before_and_after_split_the_log_by_time(shop_log):
 
 
 def test_written_judgments_read_back_with_their_weights(shop_log, tmp_path):
-    rows = judgments_from_log(shop_log)
+    rows = judgments_from_log(shop_log, labels="event")
     queries = {q.text: q for q in read_judgments(write_judgments(rows, tmp_path / "out" / "log.jsonl"))}
     red, blue = queries["red widget"], queries["blue widget"]
     assert red.labels == {"P000": 1, "P004": 2, "P008": 3, "P012": 0, "P016": 0}
@@ -376,3 +376,32 @@ def test_eval_from_log_command(built_index, tiny_encoder, tmp_path, monkeypatch)
     assert late.exit_code == 1 and "no logged search with events could be replayed" in late.output
     bad = runner.invoke(cli, ["eval", "--index", str(built_index), "--from-log", str(folder), "--before", "13/13/13"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_rate_labels_undo_the_position_bias_of_a_known_click_model(tmp_path):
+    """Clicks drawn from a position-based model with known θ and attractiveness γ, written through SearchLog:
+    the bias-corrected click-through rate (clicks over the θ the product was examined with) labels products
+    as ``ceil(3 γ)`` would far more often than the raw rate, which marks down whatever was shown low."""
+    import math
+
+    rng = np.random.default_rng(5)
+    pairs, _, clicks, gamma = simulate(rng, queries=60, products=5, sessions=60)
+    searches, events = [], []
+    for n, start in enumerate(range(0, pairs.size, 5)):
+        qid, q = f"s{n}", pairs[start] // 5
+        shown = [f"Q{q}-{pairs[i] % 5}" for i in range(start, start + 5)]
+        searches.append(text_search(qid, 1000 + n, f"query {q}", shown))
+        events += [event(qid, shown[i], "click", i + 1, 1000.5 + n) for i in range(5) if clicks[start + i]]
+    folder = write_log(tmp_path / "log", searches, events)
+
+    def agreement(correct_bias):
+        rows = judgments_from_log(folder, correct_bias=correct_bias)
+        truth = {f"Q{k // 5}-{k % 5}": math.ceil(3 * g) for k, g in enumerate(gamma)}
+        assert {r["weight"] for r in rows} == {1.0} and {r["label"] for r in rows} <= {0, 1, 2, 3}
+        return np.mean([r["label"] == truth[r["product_id"]] for r in rows])
+
+    corrected, raw = agreement(True), agreement(False)
+    print(f"rate labels agreeing with ceil(3 gamma): corrected {corrected:.3f}, raw {raw:.3f}")
+    assert corrected >= raw + 0.15 and corrected >= 0.6, (corrected, raw)
+    with pytest.raises(ValueError, match="labels must be one of rate, event"):
+        judgments_from_log(folder, labels="clicks")

@@ -61,7 +61,11 @@ def _window(before: float | None, after: float | None) -> str:
               help="Search log folder (written by `vitrina serve --log DIR`).  Example: --from-log shop-log")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Judgments file to write (JSON lines).  Example: --out judgments-log.jsonl")
-@click.option("--no-bias-correction", is_flag=True, help="Every label weighs 1 (no inverse-propensity weights).")
+@click.option("--labels", type=click.Choice(["rate", "event"]), default="rate", show_default=True,
+              help="rate: click-through rate over the examination the product got (label 0-3); event: the strongest "
+                   "event (click 1, add to cart 2, purchase 3) with inverse-propensity weights.")
+@click.option("--no-bias-correction", is_flag=True,
+              help="rate: clicks over impressions; event: every label weighs 1 (no inverse-propensity weights).")
 @click.option("--before", type=DATE, help="Only searches made before this (ISO date/datetime, UTC, or epoch seconds).")
 @click.option("--after", type=DATE, help="Only searches made at or after this.  Example: --after 2024-06-01")
 @click.option("--min-impressions", default=1, show_default=True, type=click.IntRange(min=1),
@@ -71,16 +75,18 @@ def _window(before: float | None, after: float | None) -> str:
 @click.option("--product-terms", is_flag=True, help="Also judge queries with product terms (\"more like this\").")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @domain_errors
-def judgments_command(log_dir: Path, out_file: Path, no_bias_correction: bool, before: float | None,
+def judgments_command(log_dir: Path, out_file: Path, labels: str, no_bias_correction: bool, before: float | None,
                       after: float | None, min_impressions: int, max_weight: float, product_terms: bool,
                       as_json: bool) -> None:
     """Write judgments from the shop's search log: what shoppers clicked, carted and bought.
 
-    One row per (query, shown product): label = the strongest event (click 1, add to cart 2,
-    purchase 3; 0 when shown and not clicked), weight = 1 / the examination probability of the
-    position it was clicked at (a position-based click model fitted to the log by EM), so clicks
-    low on the page count more. Photo queries (logged only as hashes) are skipped. Train with
-    `vitrina train-reranker --judgments FILE`.
+    One row per (query, shown product). A position-based click model fitted to the log by EM says
+    how often shoppers look at each position. Default (--labels rate): the label grows with the
+    product's click-through rate corrected for where it was shown, searches where a shopper acted
+    on it over the examination it got (ceil(3 x rate), 0 when never acted on). --labels event: the
+    strongest event (click 1, add to cart 2, purchase 3), weighted by 1 / the examination
+    probability of the position it happened at. Photo queries (logged only as hashes) are skipped.
+    Train with `vitrina train-reranker --judgments FILE`.
 
     Example:
 
@@ -90,7 +96,8 @@ def judgments_command(log_dir: Path, out_file: Path, no_bias_correction: bool, b
 
     check_window(before, after)
     found = collect_judgments(log_dir, correct_bias=not no_bias_correction, before=before, after=after,
-                              min_impressions=min_impressions, max_weight=max_weight, product_terms=product_terms)
+                              min_impressions=min_impressions, max_weight=max_weight, product_terms=product_terms,
+                              labels=labels)
     if not found.rows:
         within = f" {_window(before, after)}" if before is not None or after is not None else ""
         raise click.ClickException(f"{log_dir}: no judged queries{within} ({found.in_window} searches, "
