@@ -155,17 +155,22 @@ def rows_weight(rows, pid):
     return next(r["weight"] for r in rows if r["product_id"] == pid)
 
 
-def test_a_simulated_shop_log_gives_theta_and_inverse_propensity_weights(tmp_path):
-    """Searches and clicks drawn from the known click model, written through SearchLog, read back."""
-    rng = np.random.default_rng(3)
-    pairs, _, clicks, _ = simulate(rng, queries=30, products=5, sessions=40)
+def simulated_log(folder, pairs, clicks):
+    """``simulate``'s impressions (5 products a search) and clicks as searches and events written by SearchLog."""
     searches, events = [], []
     for n, start in enumerate(range(0, pairs.size, 5)):
         qid, q = f"s{n}", pairs[start] // 5
         shown = [f"Q{q}-{pairs[i] % 5}" for i in range(start, start + 5)]
         searches.append(text_search(qid, 1000 + n, f"query {q}", shown))
         events += [event(qid, shown[i], "click", i + 1, 1000.5 + n) for i in range(5) if clicks[start + i]]
-    found = collect_judgments(write_log(tmp_path / "log", searches, events), max_weight=3.0, labels="event")
+    return write_log(folder, searches, events)
+
+
+def test_a_simulated_shop_log_gives_theta_and_inverse_propensity_weights(tmp_path):
+    """Searches and clicks drawn from the known click model, written through SearchLog, read back."""
+    rng = np.random.default_rng(3)
+    pairs, _, clicks, _ = simulate(rng, queries=30, products=5, sessions=40)
+    found = collect_judgments(simulated_log(tmp_path / "log", pairs, clicks), max_weight=3.0, labels="event")
     assert found.impressions == pairs.size and found.queries == 30 and found.replayable == 1200
     assert np.abs(np.asarray(found.theta) - THETA[:5]).max() <= 0.08, found.theta  # fewer impressions: looser
     deep = [r["weight"] for r in found.rows if r["label"] > 0]
@@ -386,13 +391,7 @@ def test_rate_labels_undo_the_position_bias_of_a_known_click_model(tmp_path):
 
     rng = np.random.default_rng(5)
     pairs, _, clicks, gamma = simulate(rng, queries=60, products=5, sessions=60)
-    searches, events = [], []
-    for n, start in enumerate(range(0, pairs.size, 5)):
-        qid, q = f"s{n}", pairs[start] // 5
-        shown = [f"Q{q}-{pairs[i] % 5}" for i in range(start, start + 5)]
-        searches.append(text_search(qid, 1000 + n, f"query {q}", shown))
-        events += [event(qid, shown[i], "click", i + 1, 1000.5 + n) for i in range(5) if clicks[start + i]]
-    folder = write_log(tmp_path / "log", searches, events)
+    folder = simulated_log(tmp_path / "log", pairs, clicks)
 
     def agreement(correct_bias):
         rows = judgments_from_log(folder, correct_bias=correct_bias)
