@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from indexer.config import VectorIndexConfig
+from indexer.distributed import import_ray
 from indexer.errors import IndexFormatError
 from indexer.store import segments
 from indexer.store import vectors as vector_files
@@ -110,8 +111,6 @@ def merge(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray) -> 
 
 def ray_runner(trained: np.ndarray, pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """Each shard in a Ray task of one CPU; the trained index is put in the object store once."""
-    from indexer.distributed import import_ray
-
     ray = import_ray()
     if not ray.is_initialized():
         raise RuntimeError("IvfShardBuilder needs a connected Ray (indexer.distributed.connect)")

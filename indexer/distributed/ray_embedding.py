@@ -36,7 +36,7 @@ from indexer.config import IndexConfig, ModelConfig
 from indexer.distributed import RayOptions, actor_count, connect, import_ray
 from indexer.distributed.ivf_shards import IvfShardBuilder
 from indexer.encoders.base import ModelIdentity
-from indexer.encoders.loading import RANDOM_WEIGHTS
+from indexer.encoders.loading import RANDOM_WEIGHTS, load_encoder
 from indexer.errors import CatalogError, ModelError, VitrinaError
 from indexer.pipeline import (IndexReport, Problem, _batches, _prepare_batch, _Prepared, embed_prepared, finish_run, held_problem,
                               row_error_recorder, store_batch)
@@ -80,9 +80,7 @@ class EmbedActor:
     """One actor of the pool: a model, loaded once, and the stored hashes; called with pickled batches."""
 
     def __init__(self, *, model: ModelConfig, identity: ModelIdentity, config: IndexConfig, stored: list[Any]):
-        import torch
-
-        from indexer.encoders.loading import load_encoder
+        import torch  # in the actor's process only
 
         torch.set_num_threads(1)
         self.config = config
