@@ -47,14 +47,21 @@ def has_index(folder: Path, database: str | None = None) -> bool:
     return postgres_url(database) is not None or SQLiteBackend.file_exists(folder) or (folder / DATABASE_POINTER).is_file()
 
 
-def open_backend(folder: Path, database: str | None = None, *, readonly: bool, create: bool = False) -> Backend:
-    """The metadata database of the index at ``folder``.  ``create``: a new SQLite file may be made."""
+def database_url(folder: Path, database: str | None = None) -> str | None:
+    """The PostgreSQL URL of the index at ``folder``'s metadata: ``database`` when given, else the one its
+    ``database.json`` names (without a password); None when the metadata is the folder's SQLite file."""
     url = postgres_url(database)
     if url is None and (folder / DATABASE_POINTER).is_file():  # the folder's metadata lives in PostgreSQL
         try:
             url = postgres_url(json.loads((folder / DATABASE_POINTER).read_text(encoding="utf-8"))["url"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexFormatError(f"{folder / DATABASE_POINTER}: unreadable ({exc}); pass --db URL") from None
+    return url
+
+
+def open_backend(folder: Path, database: str | None = None, *, readonly: bool, create: bool = False) -> Backend:
+    """The metadata database of the index at ``folder``.  ``create``: a new SQLite file may be made."""
+    url = database_url(folder, database)
     if url is not None:
         return PostgresBackend.open(folder, url, readonly=readonly)
     if not create and not SQLiteBackend.file_exists(folder):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -44,18 +43,14 @@ from typing import Any
 
 import numpy as np
 
-from indexer.errors import VitrinaError
 from search.behaviour.click_model import fit_pbm, ips_weights
-from search.behaviour.log import EVENT_GRADES, LOG_FILE, LoggedEvent, LoggedSearch, read_log, rotated_files
+from search.behaviour.log import EVENT_GRADES, LoggedEvent, LoggedSearch, read_log
+from search.behaviour.log import SearchLogError as SearchLogError  # re-exported: the error its readers raise
 from search.evaluation.judgments import JudgmentsError
 
 When = datetime | float | int | str
 Term = tuple[str, str, float]
 _GRADE_NAMES = {grade: kind for kind, grade in EVENT_GRADES.items()}
-
-
-class SearchLogError(VitrinaError):
-    """A search log folder is missing or cannot be read."""
 
 
 def parse_when(value: When) -> float:
@@ -94,17 +89,10 @@ class LogWindow:
     orphan_events: int
 
 
-def read_window(folder: str | Path, *, before: When | None = None, after: When | None = None) -> LogWindow:
-    """The searches of the log folder made at ``after <= at < before``, with their events."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SearchLogError(f"{folder}: no such log folder")
-    if not (folder / LOG_FILE).is_file() and not rotated_files(folder):
-        raise SearchLogError(f"{folder}: no search log in it ({LOG_FILE}, written by `vitrina serve --log {folder}`)")
-    try:
-        searches, events = read_log(folder)
-    except (sqlite3.Error, ValueError, TypeError) as exc:
-        raise SearchLogError(f"{folder}: the search log cannot be read: {exc}") from None
+def read_window(log: str | Path, *, before: When | None = None, after: When | None = None) -> LogWindow:
+    """The searches of the log (a folder or a PostgreSQL URL, ``search.behaviour.log.read_log``) made at
+    ``after <= at < before``, with their events."""
+    searches, events = read_log(log)
     low = parse_when(after) if after is not None else -np.inf
     high = parse_when(before) if before is not None else np.inf
     kept = [s for s in searches if low <= s.at < high]

@@ -1,128 +1,119 @@
-"""The shop's search log: every search shown and every event shoppers report, append-only, in SQLite.
+"""The shop's search log: every search shown and every event shoppers report, append-only, in SQLite files
+or in PostgreSQL.
 
-A folder (``vitrina serve --log DIR``) holds::
+Where it is kept (``vitrina serve --log [WHERE]``, ``open_log_store``, ``read_log``):
 
-    log.db          the live log (WAL mode)
-    log.<n>.db      rotated logs (n grows with time); at most ``LogConfig.keep`` of them are kept
+* a folder: SQLite files, ``log.db`` and rotated ``log.<n>.db`` (``search.behaviour.log_files``); one
+  process writes it;
+* a PostgreSQL URL: partitioned tables ``vitrina_log_*`` in that database (``search.behaviour.log_postgres``);
+  any number of processes write it (``serve --workers N``, replicas);
+* ``--log`` alone (``index_log_location``): the index's metadata database when it is PostgreSQL, else the
+  folder ``search-log`` beside the index folder's files.
 
-Two tables: ``searches`` (query id, time, the query's terms and weights, filters and options, the ranked
+What is kept: ``searches`` (query id, time, the query's terms and weights, filters and options, the ranked
 product ids shown with their score parts, the index generation) and ``events`` (query id, product id,
 kind — click, add_to_cart, purchase — position, time).
 
 Privacy: nothing identifies a shopper.  No IP address, cookie, user agent, session or account id is stored;
 a photo query is kept as the SHA-256 of its bytes only (never the bytes), a vector query as its length and
 hash; text queries are kept as typed.  To delete: remove the folder (or any ``log.<n>.db`` in it) while the
-server is stopped, or let rotation drop the oldest file.
+server is stopped, or ``DROP TABLE vitrina_log_searches, vitrina_log_events, vitrina_log_state`` in
+PostgreSQL; rotation drops the oldest part by itself.
 
 Recording never slows or fails a search: ``record_search`` / ``record_event`` put the row on a bounded queue
 that a background thread writes in batches (a full queue drops the row and counts it); an error writing
-(a full disk, a read-only folder) turns logging off with a warning and searches go on.
+(a full disk, a read-only folder, a database gone) turns logging off with a warning and searches go on;
+``LogConfig.retry_seconds`` later the next search tries again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-LOG_FILE = "log.db"
-EVENT_KINDS = ("click", "add_to_cart", "purchase")
-#: Graded relevance an event stands for (the strongest event of a shown product wins).
-EVENT_GRADES = {"click": 1, "add_to_cart": 2, "purchase": 3}
+from indexer.store.database import database_url
+from search.behaviour.log_files import LOG_FILE, FolderLogStore, read_folder_log, rotated_files
+from search.behaviour.log_postgres import PostgresLogStore, read_postgres_log
+from search.behaviour.log_records import (EVENT_GRADES, EVENT_KINDS, LogConfig, LoggedEvent, LoggedSearch, SearchLogError,
+                                          ShownHit, iter_shown, new_query_id)
+
+__all__ = ["BATCH_SECONDS", "EVENT_GRADES", "EVENT_KINDS", "INDEX_LOG_FOLDER", "LOG_FILE", "LogConfig", "LogStore",
+           "LoggedEvent", "LoggedSearch", "SearchLog", "SearchLogError", "ShownHit", "index_log_location",
+           "is_database_url", "iter_shown", "new_query_id", "open_log_store", "read_log", "rotated_files"]
+
 _log = logging.getLogger("vitrina.log")
 #: How long the writer thread gathers rows before writing them in one transaction (seconds).
 BATCH_SECONDS = 0.05
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS searches (
-        query_id TEXT PRIMARY KEY, at REAL NOT NULL, terms TEXT NOT NULL, filters TEXT, params TEXT,
-        shown TEXT NOT NULL, generation INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, query_id TEXT NOT NULL, product_id TEXT NOT NULL,
-        kind TEXT NOT NULL, position INTEGER, at REAL NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS ix_events_query ON events(query_id)",
-)
+#: ``--log`` alone over an index whose metadata is SQLite: this folder inside the index folder.
+INDEX_LOG_FOLDER = "search-log"
 
 
-@dataclass(frozen=True, kw_only=True)
-class LogConfig:
-    """Rotation and buffering of a search log."""
+class LogStore(Protocol):
+    """Where a ``SearchLog`` writes: ``FolderLogStore`` or ``PostgresLogStore``."""
 
-    #: The live file is rotated past this size (bytes).
-    max_bytes: int = 256 * 1024 * 1024
-    #: Rotated files kept; the oldest beyond this is deleted.
-    keep: int = 4
-    #: Rows waiting for the writer thread; beyond this, rows are dropped (and counted), never waited for.
-    queue_size: int = 10_000
-    #: Query ids remembered in memory for ``knows`` (older ones are looked up in the live file).
-    remember: int = 200_000
+    where: str
+    #: True when other processes write the same log (a query id may be known there first).
+    shared: bool
 
-
-@dataclass(frozen=True, kw_only=True)
-class ShownHit:
-    """One product as it was shown: its 1-based position, fused score and score parts."""
-
-    product_id: str
-    position: int
-    score: float
-    scores: Mapping[str, float] = field(default_factory=dict)
+    def write(self, searches: list[LoggedSearch], events: list[LoggedEvent]) -> None: ...
+    def knows(self, query_id: str) -> bool: ...
+    def reopen(self) -> None: ...
+    def close(self) -> None: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class LoggedSearch:
-    query_id: str
-    at: float
-    #: Each term as logged: {"text": str} / {"product": id} / {"image_sha256": hex} / {"vector_sha256": hex,
-    #: "vector_dims": n}, with its "weight".
-    terms: Sequence[Mapping[str, Any]]
-    shown: Sequence[ShownHit]
-    where: Mapping[str, Any] | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    generation: int | None = None
-
-    @property
-    def text(self) -> str | None:
-        """The query's words when it is a plain text query (one positive text term), else None."""
-        texts = [t for t in self.terms if "text" in t]
-        return str(texts[0]["text"]) if len(texts) == 1 and len(self.terms) == 1 else None
+def is_database_url(location: str | Path) -> bool:
+    return isinstance(location, str) and "://" in location
 
 
-@dataclass(frozen=True, kw_only=True)
-class LoggedEvent:
-    query_id: str
-    product_id: str
-    kind: str
-    position: int | None
-    at: float
+def open_log_store(location: str | Path, config: LogConfig = LogConfig()) -> LogStore:
+    """The store at ``location`` (a folder, or a PostgreSQL URL), created when new; ``SearchLogError`` when it
+    cannot be kept there."""
+    if is_database_url(location):
+        try:
+            return PostgresLogStore(str(location), config)
+        except ValueError as exc:  # not a PostgreSQL URL
+            raise SearchLogError(f"--log: {exc}") from None
+    try:
+        return FolderLogStore(location, config)
+    except Exception as exc:  # noqa: BLE001  (an OSError or sqlite3.Error: not a folder, no permission, a full disk)
+        raise SearchLogError(f"cannot keep the search log in {location}: {exc}") from None
 
 
-def new_query_id() -> str:
-    return uuid.uuid4().hex
+def read_log(location: str | Path) -> tuple[list[LoggedSearch], list[LoggedEvent]]:
+    """Every search and event of the log at ``location`` (a folder or a PostgreSQL URL), in time order."""
+    if is_database_url(location):
+        try:
+            return read_postgres_log(str(location))
+        except ValueError as exc:
+            raise SearchLogError(f"--from-log: {exc}") from None
+    return read_folder_log(location)
+
+
+def index_log_location(index: str | Path, database: str | None = None) -> str:
+    """Where ``--log`` alone keeps the log of the index at ``index``: its PostgreSQL database when its
+    metadata lives there (``database`` or the folder's ``database.json``), else ``INDEX/search-log``."""
+    url = database_url(Path(index), database)
+    return url if url is not None else str(Path(index) / INDEX_LOG_FOLDER)
 
 
 class SearchLog:
-    """The writer side of a log folder: thread-safe, non-blocking; ``close`` flushes what is queued."""
+    """The writer side of a log: thread-safe, non-blocking; ``close`` flushes what is queued."""
 
-    def __init__(self, folder: str | Path, config: LogConfig = LogConfig()):
-        self.folder = Path(folder)
+    def __init__(self, location: str | Path | LogStore, config: LogConfig = LogConfig()):
         self.config = config
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store: LogStore = (open_log_store(location, config) if isinstance(location, (str, Path)) else location)
+        self.where = self.store.where
         self.enabled = True
         self.dropped = 0
+        self._off_since = 0.0
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=config.queue_size)
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._recent_lock = threading.Lock()
-        self._conn = _connect(self.folder / LOG_FILE)  # opened here: a folder that cannot hold a log fails at startup
         self._thread = threading.Thread(target=self._run, name="vitrina-log", daemon=True)
         self._thread.start()
 
@@ -135,15 +126,25 @@ class SearchLog:
         self._put(("event", event))
 
     def knows(self, query_id: str) -> bool:
-        """True when ``query_id`` was logged (recently in memory, else in the live file)."""
+        """True when ``query_id`` was logged (recently in memory, else in the store).  A store that other
+        processes write is asked twice, a batch apart: their search may still be on its way."""
         with self._recent_lock:
             if query_id in self._recent:
                 return True
-        try:
-            with closing(_connect(self.folder / LOG_FILE, readonly=True)) as conn:
-                return conn.execute("SELECT 1 FROM searches WHERE query_id = ?", (query_id,)).fetchone() is not None
-        except sqlite3.Error:
+        if self.store.knows(query_id):
+            return True
+        if not self.store.shared:
             return False
+        time.sleep(3 * BATCH_SECONDS)
+        return self.store.knows(query_id)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether rows are taken now: on, or off for longer than ``retry_seconds`` (the next row tries again)."""
+        if not self.enabled and self.config.retry_seconds and time.monotonic() - self._off_since >= self.config.retry_seconds:
+            self.enabled = True
+            _log.warning("search log %s: trying to write again", self.where)
+        return self.enabled
 
     def _remember(self, query_id: str) -> None:
         with self._recent_lock:
@@ -152,7 +153,7 @@ class SearchLog:
                 self._recent.popitem(last=False)
 
     def _put(self, item: tuple[str, Any]) -> bool:
-        if not self.enabled:
+        if not self.accepting:
             return False
         try:
             self._queue.put_nowait(item)
@@ -183,33 +184,18 @@ class SearchLog:
 
     def _write(self, rows: list[tuple[str, Any]]) -> None:
         try:
-            with self._conn:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [_search_row(s) for kind, s in rows if kind == "search"])
-                self._conn.executemany(
-                    "INSERT INTO events (query_id, product_id, kind, position, at) VALUES (?, ?, ?, ?, ?)",
-                    [(e.query_id, e.product_id, e.kind, e.position, e.at) for kind, e in rows if kind == "event"])
-            self._rotate_if_due()
-        except Exception as exc:  # a full disk, a read-only folder, a value that will not serialise: never the search
+            self.store.write([s for kind, s in rows if kind == "search"], [e for kind, e in rows if kind == "event"])
+        except Exception as exc:  # a full disk, a read-only folder, a database gone, a value that will not serialise
             self.enabled = False
-            _log.warning("search log %s: %s; logging is off until the server restarts (searches go on)", self.folder, exc)
-
-    def _rotate_if_due(self) -> None:
-        live = self.folder / LOG_FILE
-        size = sum(p.stat().st_size for p in self.folder.glob(LOG_FILE + "*") if p.is_file())
-        if size <= self.config.max_bytes:
-            return
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._conn.close()
-        numbers = [n for n in (_rotated_number(p) for p in self.folder.glob("log.*.db")) if n is not None]
-        live.rename(self.folder / f"log.{max(numbers, default=0) + 1}.db")
-        for leftover in self.folder.glob(LOG_FILE + "-*"):
-            leftover.unlink(missing_ok=True)
-        rotated = rotated_files(self.folder)
-        for old in rotated[:max(0, len(rotated) - self.config.keep)]:
-            old.unlink(missing_ok=True)
-        self._conn = _connect(live)
+            self._off_since = time.monotonic()
+            again = (f"trying again in {self.config.retry_seconds:g} s" if self.config.retry_seconds
+                     else "until the server restarts")
+            _log.warning("search log %s: %s; logging is off, %s (searches go on)", self.where,
+                         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, again)
+            try:
+                self.store.reopen()
+            except Exception:  # noqa: BLE001  (tried again at the next write)
+                pass
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued row is written (tests, shutdown)."""
@@ -223,63 +209,4 @@ class SearchLog:
         except queue.Full:
             pass
         self._thread.join(timeout=10)
-        self._conn.close()
-
-
-def rotated_files(folder: Path) -> list[Path]:
-    """Rotated log files, oldest first."""
-    found = [(n, p) for p in folder.glob("log.*.db") if (n := _rotated_number(p)) is not None]
-    return [p for _, p in sorted(found)]
-
-
-def read_log(folder: str | Path) -> tuple[list[LoggedSearch], list[LoggedEvent]]:
-    """Every search and event in a log folder (rotated files first, then the live one), in time order."""
-    folder = Path(folder)
-    files = [*rotated_files(folder), folder / LOG_FILE]
-    searches: list[LoggedSearch] = []
-    events: list[LoggedEvent] = []
-    for path in files:
-        if not path.is_file():
-            continue
-        with closing(_connect(path, readonly=True)) as conn:
-            for row in conn.execute("SELECT query_id, at, terms, filters, params, shown, generation FROM searches"):
-                searches.append(LoggedSearch(
-                    query_id=row[0], at=row[1], terms=json.loads(row[2]), where=json.loads(row[3]) if row[3] else None,
-                    params=json.loads(row[4]) if row[4] else {}, generation=row[6],
-                    shown=tuple(ShownHit(**hit) for hit in json.loads(row[5]))))
-            for row in conn.execute("SELECT query_id, product_id, kind, position, at FROM events ORDER BY id"):
-                events.append(LoggedEvent(query_id=row[0], product_id=row[1], kind=row[2], position=row[3], at=row[4]))
-    searches.sort(key=lambda s: s.at)
-    events.sort(key=lambda e: e.at)
-    return searches, events
-
-
-def iter_shown(searches: Sequence[LoggedSearch]) -> Iterator[tuple[LoggedSearch, ShownHit]]:
-    for search in searches:
-        for hit in search.shown:
-            yield search, hit
-
-
-def _search_row(search: LoggedSearch) -> tuple[Any, ...]:
-    shown = [{"product_id": hit.product_id, "position": hit.position, "score": hit.score, "scores": dict(hit.scores)}
-             for hit in search.shown]
-    return (search.query_id, search.at, json.dumps(list(map(dict, search.terms))),
-            json.dumps(search.where) if search.where else None, json.dumps(dict(search.params)),
-            json.dumps(shown), search.generation)
-
-
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    conn.commit()
-    return conn
-
-
-def _rotated_number(path: Path) -> int | None:
-    middle = path.name[len("log."):-len(".db")]
-    return int(middle) if middle.isdigit() else None
+        self.store.close()

@@ -1,4 +1,4 @@
-"""The search log over HTTP (``vitrina serve --log DIR``): each search shown is recorded, ``POST /events`` takes
+"""The search log over HTTP (``vitrina serve --log [DIR|URL]``): each search shown is recorded, ``POST /events`` takes
 what shoppers did with it.
 
 A search answered while logging is on carries ``"query_id"``; report a click, add-to-cart or purchase of one
@@ -60,12 +60,12 @@ def add_event_routes(app: FastAPI, log: SearchLog | None) -> None:
               summary="Report a click, add-to-cart or purchase of a product shown for a logged search",
               responses={400: {"model": ErrorOut, "description": "The body cannot be read as JSON (not UTF-8 text)"},
                          404: {"model": ErrorOut,
-                               "description": "Unknown query_id, or event logging is off (start the server with --log DIR)"},
+                               "description": "Unknown query_id, or event logging is off (start the server with --log)"},
                          422: {"model": ValidationErrorOut, "description": "A bad body (each field named in errors)"}})
     def events(body: EventIn) -> EventOut:  # a plain def: ``knows`` may read the log file, so it runs in a thread
         if log is None:
-            raise HTTPException(404, "event logging is off (start the server with --log DIR)")
-        if not log.enabled:
+            raise HTTPException(404, "event logging is off (start the server with --log)")
+        if not log.accepting:
             raise HTTPException(404, "event logging is off (the search log failed to write; see the server log)")
         if not log.knows(body.query_id):
             raise HTTPException(404, f"unknown query_id {body.query_id!r}: no logged search has it")
@@ -82,7 +82,7 @@ class SearchRecorder:
 
     def record(self, *, terms: Sequence[tuple[str, Any, float]], params: BaseModel, hits: Iterable[Any], offset: int,
                result: Any, rerank_supported: bool) -> str | None:
-        if not self.log.enabled:
+        if not self.log.accepting:
             return None
         try:
             query_id = new_query_id()

@@ -345,7 +345,9 @@ def test_judgments_command(shop_log, tmp_path):
     assert {q.label_weights.get("P008") for q in read_judgments(out)} == {1.0}
 
     missing = runner.invoke(cli, ["judgments", "--from-log", str(tmp_path / "nowhere"), "--out", str(out)])
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 1 and "no such log folder" in missing.output
+    alone = runner.invoke(cli, ["judgments", "--from-log", "--out", str(out)], env={"VITRINA_INDEX": None})
+    assert alone.exit_code == 2 and "--from-log without a location" in alone.output
     bad = runner.invoke(cli, ["judgments", "--from-log", str(shop_log), "--out", str(out), "--before", "someday"])
     assert bad.exit_code == 2 and "not a date: 'someday'" in bad.output
     order = runner.invoke(cli, ["judgments", "--from-log", str(shop_log), "--out", str(out), "--after", "2000-01-02",
@@ -376,11 +378,33 @@ def test_eval_from_log_command(built_index, tiny_encoder, tmp_path, monkeypatch)
     both = runner.invoke(cli, ["eval", "--index", str(built_index), "--from-log", str(folder), "--judgments", str(tmp_path / "x")])
     assert both.exit_code == 2
     neither = runner.invoke(cli, ["eval", "--index", str(built_index)])
-    assert neither.exit_code == 2 and "give --judgments FILE or --from-log DIR" in neither.output
+    assert neither.exit_code == 2 and "give --judgments FILE or --from-log [DIR|URL]" in neither.output
     late = runner.invoke(cli, ["eval", "--index", str(built_index), "--from-log", str(folder), "--after", "2030-01-01"])
     assert late.exit_code == 1 and "no logged search with events could be replayed" in late.output
     bad = runner.invoke(cli, ["eval", "--index", str(built_index), "--from-log", str(folder), "--before", "13/13/13"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+    import shutil
+
+    from search.behaviour.log import INDEX_LOG_FOLDER
+
+    own = shutil.copytree(built_index, tmp_path / "own-index")  # --from-log alone: the log `serve --log` keeps with it
+    shutil.copytree(folder, own / INDEX_LOG_FOLDER)
+    result = runner.invoke(cli, ["eval", "--index", str(own), "--from-log", "--no-rerank", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["log"] == str(own / INDEX_LOG_FOLDER)
+    out = tmp_path / "own.jsonl"
+    assert runner.invoke(cli, ["judgments", "--index", str(own), "--from-log", "--out", str(out)]).exit_code == 0
+    assert out.is_file()
+
+
+def test_the_index_log_location_follows_the_metadata(tmp_path):
+    from search.behaviour.log import index_log_location
+
+    assert index_log_location(tmp_path) == str(tmp_path / "search-log")
+    assert index_log_location(tmp_path, "postgresql://shop@db/shop") == "postgresql+psycopg://shop@db/shop"
+    (tmp_path / "database.json").write_text(json.dumps({"url": "postgresql+psycopg://vitrina@db/s"}))
+    assert index_log_location(tmp_path) == "postgresql+psycopg://vitrina@db/s"
 
 
 def test_rate_labels_undo_the_position_bias_of_a_known_click_model(tmp_path):

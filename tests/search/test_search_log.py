@@ -239,8 +239,8 @@ class FullDisk:
 
 def test_a_log_that_cannot_write_turns_off_and_searches_go_on(logged, web_catalog, caplog):
     client, search_log = logged
-    search_log._conn.close()
-    search_log._conn = FullDisk()  # type: ignore[assignment]
+    search_log.store._conn.close()  # type: ignore[attr-defined]
+    search_log.store._conn = FullDisk()  # type: ignore[attr-defined]
     with caplog.at_level(logging.WARNING, logger="vitrina.log"):
         first = searched(client.post("/search", json={"text": "red", "k": 2}))
         search_log.flush()
@@ -252,6 +252,32 @@ def test_a_log_that_cannot_write_turns_off_and_searches_go_on(logged, web_catalo
     refused(client.post("/events", json={"query_id": first["query_id"], "product_id": "P001", "kind": "click"}),
             404, "event logging is off")
     assert "query_id" not in searched(upload(client, photo(web_catalog), k=1))
+
+
+def test_logging_tries_again_after_retry_seconds(web_engine, log_folder, caplog):
+    search_log, client = open_logged(web_engine, log_folder, LogConfig(retry_seconds=0.3))
+    write, failures = search_log.store.write, []
+
+    def fails_once(searches, events):
+        if not failures:
+            failures.append(len(searches))
+            raise OSError(28, "No space left on device")
+        write(searches, events)
+
+    search_log.store.write = fails_once  # type: ignore[method-assign]
+    with client, caplog.at_level(logging.WARNING, logger="vitrina.log"):
+        searched(client.post("/search", json={"text": "red", "k": 2}))
+        search_log.flush()
+        assert not search_log.enabled and "query_id" not in searched(client.post("/search", json={"text": "red", "k": 2}))
+        time.sleep(0.35)
+        again = searched(client.post("/search", json={"text": "blue", "k": 2}))
+        search_log.flush()
+    search_log.close()
+    assert failures == [1] and search_log.enabled and "query_id" in again
+    assert [s.query_id for s in read_log(log_folder)[0]] == [again["query_id"]]
+    messages = [r.getMessage() for r in caplog.records if r.name == "vitrina.log"]
+    assert any("No space left" in m and "trying again in 0.3 s" in m for m in messages)
+    assert any("trying to write again" in m for m in messages)
 
 
 def test_a_full_queue_drops_rows_instead_of_blocking(web_engine, log_folder):
@@ -294,10 +320,10 @@ def test_serve_opens_the_log_and_refuses_it_with_several_workers(web_engine, tmp
     register(group)
     runner = CliRunner()
     help_text = runner.invoke(group, ["serve", "--help"]).output
-    assert "--log DIRECTORY" in help_text and "--log-max-bytes" in help_text and "--log-keep" in help_text
+    assert "--log [DIR|URL]" in help_text and "--log-max-bytes" in help_text and "--log-keep" in help_text
     index = str(web_engine.store.folder)
     result = runner.invoke(group, ["serve", "--index", index, "--log", str(tmp_path / "log"), "--workers", "2"])
-    assert result.exit_code == 2 and "--log needs --workers 1" in result.output
+    assert result.exit_code == 2 and "--log DIR needs --workers 1" in result.output and "PostgreSQL" in result.output
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = runner.invoke(group, ["serve", "--index", index, "--log", str(blocker / "log")])

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from vitrina.options import domain_errors
+from vitrina.options import DB_OPTION, domain_errors
 
 if TYPE_CHECKING:
     from search import SearchEngine
 
     _FloatParamType = click.ParamType[float]
+    _F = TypeVar("_F", bound=Callable[..., Any])
 else:  # click < 8.4: ParamType is not generic at runtime
     _FloatParamType = click.ParamType
 
@@ -38,7 +40,25 @@ class DateParam(_FloatParamType):
 
 
 DATE = DateParam()
-LOG_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def from_log_option(help_text: str, *, required: bool) -> Callable[[_F], _F]:
+    """``--from-log [DIR|URL]``: a log folder, a PostgreSQL URL, or alone the index's own log (see ``log_location``)."""
+    return click.option("--from-log", "from_log", is_flag=False, flag_value="", default=None, required=required,
+                        metavar="[DIR|URL]", help=help_text)
+
+
+def log_location(from_log: str, index_dir: Path | None, database: str | None) -> str:
+    """``--from-log`` as a location: a PostgreSQL URL, a folder, or (given alone) the log ``vitrina serve --log``
+    keeps for the index: its PostgreSQL database when its metadata lives there, else ``INDEX/search-log``."""
+    from search.behaviour.log import index_log_location
+
+    if from_log:
+        return from_log
+    if index_dir is None:
+        raise click.UsageError("--from-log without a location reads the index's own log: give --index DIR (or "
+                               "$VITRINA_INDEX), or name the log: --from-log DIR|URL")
+    return index_log_location(index_dir, database)
 
 
 def check_window(before: float | None, after: float | None) -> None:
@@ -57,8 +77,12 @@ def _window(before: float | None, after: float | None) -> str:
 
 
 @click.command("judgments")
-@click.option("--from-log", "log_dir", required=True, type=LOG_DIR,
-              help="Search log folder (written by `vitrina serve --log DIR`).  Example: --from-log shop-log")
+@from_log_option("The search log `vitrina serve --log` wrote: a folder (SQLite files) or a PostgreSQL URL; alone, the "
+                 "log of --index (its PostgreSQL database when its metadata lives there, else INDEX/search-log).  "
+                 "Example: --from-log shop-log", required=True)
+@click.option("--index", "index_dir", envvar="VITRINA_INDEX", type=click.Path(path_type=Path),
+              help="With --from-log alone: the index whose log to read (default: $VITRINA_INDEX).")
+@DB_OPTION
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Judgments file to write (JSON lines).  Example: --out judgments-log.jsonl")
 @click.option("--labels", type=click.Choice(["rate", "event"]), default="rate", show_default=True,
@@ -75,7 +99,7 @@ def _window(before: float | None, after: float | None) -> str:
 @click.option("--product-terms", is_flag=True, help="Also judge queries with product terms (\"more like this\").")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @domain_errors
-def judgments_command(log_dir: Path, out_file: Path, labels: str, no_bias_correction: bool, before: float | None,
+def judgments_command(from_log: str, index_dir: Path | None, database: str | None, out_file: Path, labels: str, no_bias_correction: bool, before: float | None,
                       after: float | None, min_impressions: int, max_weight: float, product_terms: bool,
                       as_json: bool) -> None:
     """Write judgments from the shop's search log: what shoppers clicked, carted and bought.
@@ -91,10 +115,13 @@ def judgments_command(log_dir: Path, out_file: Path, labels: str, no_bias_correc
     Example:
 
         vitrina judgments --from-log shop-log --before 2024-06-01 --out log.jsonl
+
+        vitrina judgments --index my-index --from-log --out log.jsonl   # the log kept with the index
     """
     from search.behaviour.judgments_from_log import collect_judgments, write_judgments
 
     check_window(before, after)
+    log_dir = log_location(from_log, index_dir, database)
     found = collect_judgments(log_dir, correct_bias=not no_bias_correction, before=before, after=after,
                               min_impressions=min_impressions, max_weight=max_weight, product_terms=product_terms,
                               labels=labels)
@@ -119,7 +146,7 @@ def judgments_command(log_dir: Path, out_file: Path, labels: str, no_bias_correc
     click.echo(f"-> {out_file}")
 
 
-def replay_eval(engine: SearchEngine, log_dir: Path, *, before: float | None, after: float | None, ks: tuple[int, ...],
+def replay_eval(engine: SearchEngine, log_dir: str, *, before: float | None, after: float | None, ks: tuple[int, ...],
                 rerank: bool, index_dir: Path, as_json: bool) -> None:
     """``vitrina eval --from-log``: replay the logged queries on ``engine`` and print the report."""
     from tqdm import tqdm

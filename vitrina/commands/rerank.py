@@ -13,7 +13,7 @@ import click
 
 from indexer.config import ModelConfig
 
-from vitrina.commands.behaviour import DATE, replay_eval
+from vitrina.commands.behaviour import DATE, from_log_option, log_location, replay_eval
 from vitrina.options import DB_OPTION, domain_errors
 
 if TYPE_CHECKING:
@@ -168,9 +168,10 @@ def train_reranker_command(index_dir: Path, database: str | None, judgments_file
 @_common
 @_judgments(required=False, help_text="Judgments file (JSONL or CSV): query text and/or image, product id, graded label.  "
             "Example: --judgments judgments-heldout.jsonl")
-@click.option("--from-log", "log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Instead of --judgments: replay the search log's queries and rank what shoppers clicked, carted "
-                   "and bought (MRR, nDCG@k).  Example: --from-log shop-log --after 2024-06-01")
+@from_log_option("Instead of --judgments: replay the search log's queries and rank what shoppers clicked, carted and "
+                 "bought (MRR, nDCG@k). A log folder or PostgreSQL URL; alone, the index's own log (its PostgreSQL "
+                 "database when its metadata lives there, else INDEX/search-log).  Example: --from-log shop-log "
+                 "--after 2024-06-01", required=False)
 @click.option("--before", type=DATE, help="With --from-log: only searches made before this (ISO date, UTC, or epoch seconds).")
 @click.option("--after", type=DATE, help="With --from-log: only searches made at or after this.")
 @click.option("--no-rerank", is_flag=True, help="Leave out the index's classifier (fusion + classifier is not evaluated).")
@@ -182,7 +183,7 @@ def train_reranker_command(index_dir: Path, database: str | None, judgments_file
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), help="Draw recall@k curves per query kind into this PNG.")
 @domain_errors
-def eval_command(index_dir: Path, database: str | None, judgments_file: Path | None, log_dir: Path | None, before: float | None,
+def eval_command(index_dir: Path, database: str | None, judgments_file: Path | None, from_log: str | None, before: float | None,
                  after: float | None, model: str | None, pretrained: str | None, no_rerank: bool,
                  ks: tuple[int, ...], id_queries: int, seed: int, as_json: bool, plot_file: Path | None) -> None:
     """Evaluate search on judged queries: each system, each query kind, latency per stage.
@@ -192,7 +193,7 @@ def eval_command(index_dir: Path, database: str | None, judgments_file: Path | N
     top-1 per query kind (text, photo, text+photo, plus brand, model-number and exact-id
     groups), the median encode / candidates / rerank milliseconds, and the targets.
 
-    With --from-log DIR instead of --judgments: replay the logged text queries on the
+    With --from-log [DIR|URL] instead of --judgments: replay the logged text queries on the
     index and report where it ranks the products shoppers chose (MRR, nDCG@10 graded by
     click 1 / add to cart 2 / purchase 3), against the order shown at the time.
 
@@ -209,13 +210,14 @@ def eval_command(index_dir: Path, database: str | None, judgments_file: Path | N
     from search.evaluation.judgments import read_judgments
     from search.rerank import load_reranker
 
-    if (judgments_file is None) == (log_dir is None):
-        raise click.UsageError("give --judgments FILE or --from-log DIR (one of them)")
-    if log_dir is None and (before is not None or after is not None):
+    if (judgments_file is None) == (from_log is None):
+        raise click.UsageError("give --judgments FILE or --from-log [DIR|URL] (one of them)")
+    if from_log is None and (before is not None or after is not None):
         raise click.UsageError("--before / --after select logged searches: they go with --from-log")
-    if log_dir is not None:
+    if from_log is not None:
         if plot_file:
             raise click.UsageError("--plot draws recall curves of --judgments; it does not go with --from-log")
+        log_dir = log_location(from_log, index_dir, database)
         with _open_engine(index_dir, model, pretrained, database) as engine:
             if not no_rerank:
                 engine.reranker = load_reranker(engine.store)

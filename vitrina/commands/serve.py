@@ -4,8 +4,10 @@ The model and the index load once, before the port opens, so ``/healthz`` answer
 both are ready.  With ``--workers N`` each worker process loads its own copy; the settings
 travel to them in the ``VITRINA_SERVE_SETTINGS`` environment variable.
 
-``--log DIR`` records every search answered and the events the page reports (``search.behaviour.log``,
-``search.web.events``); it needs one worker, the only writer of the folder.
+``--log [DIR|URL]`` records every search answered and the events the page reports (``search.behaviour.log``,
+``search.web.events``): in SQLite files in a folder (one worker, the only writer of the folder) or in
+PostgreSQL (any number of workers and replicas); ``--log`` alone picks the index's own database when its
+metadata lives in PostgreSQL, else the folder ``INDEX/search-log``.
 
 This module imports nothing of ``vitrina.cli`` (the CLI imports it, and a uvicorn worker
 imports it on its own).
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,27 @@ def open_app(settings: dict[str, Any]) -> tuple[Any, Any]:
 def app_from_env() -> Any:
     """The app of one uvicorn worker (``--workers N``), built from ``$VITRINA_SERVE_SETTINGS``."""
     app, _engine = open_app(json.loads(os.environ[SETTINGS_ENV]))
-    return app  # the engine lives as long as the worker process
+    search_log = app.state.search_log
+    if search_log is not None:  # the engine lives as long as the worker process; the log's queue is written at shutdown
+
+        @asynccontextmanager
+        async def lifespan(_app: Any) -> AsyncIterator[None]:
+            yield
+            search_log.close()
+
+        app.router.lifespan_context = lifespan
+    return app
+
+
+def log_location(log_to: str | None, index_dir: Path, database: str | None) -> str | None:
+    """``--log`` as a location: None (off), a PostgreSQL URL, or a folder (absolute)."""
+    from search.behaviour.log import index_log_location, is_database_url
+
+    if log_to is None:
+        return None
+    if log_to == "":
+        return index_log_location(index_dir.resolve(), database)
+    return log_to if is_database_url(log_to) else str(Path(log_to).resolve())
 
 
 @click.command("serve")
@@ -90,18 +113,20 @@ def app_from_env() -> Any:
               help="Largest photo accepted (413 above it).")
 @click.option("--facet-depth", default=200, show_default=True, type=click.IntRange(1, 1000),
               help="Facets count this many top results of a query.")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Record every search answered and the events shoppers report (POST /events) in this folder "
-                   "(off by default; see README: Search log).")
+@click.option("--log", "log_to", is_flag=False, flag_value="", default=None, metavar="[DIR|URL]",
+              help="Record every search answered and the events shoppers report (POST /events), off by default: "
+                   "in SQLite files in folder DIR (one worker), or in the PostgreSQL database at URL (any number of "
+                   "workers and replicas). --log alone: the index's own PostgreSQL database when its metadata lives "
+                   "there, else the folder INDEX/search-log. See README: Search log.")
 @click.option("--log-max-bytes", default=256 * 1024 * 1024, show_default=True, type=click.IntRange(min=4096),
-              help="With --log: rotate the live log file past this size.")
+              help="With --log: rotate the live log file (PostgreSQL: partition) past this size.")
 @click.option("--log-keep", default=4, show_default=True, type=click.IntRange(min=0),
-              help="With --log: rotated log files kept (the oldest beyond this is deleted).")
+              help="With --log: rotated log files (partitions) kept; the oldest beyond this is deleted.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn's log level.")
 def serve_command(index_dir: Path, database: str | None, refresh_seconds: float, host: str, port: int, workers: int, model: str | None, pretrained: str | None,
                   threads: int | None, device: str, search_threads: int, max_upload_mb: float, facet_depth: int,
-                  log_dir: Path | None, log_max_bytes: int, log_keep: int, log_level: str) -> None:
+                  log_to: str | None, log_max_bytes: int, log_keep: int, log_level: str) -> None:
     """Serve the search API and the upload-a-photo page over HTTP.
 
     Open http://HOST:PORT/ for the page, /docs for the API. The model and the index
@@ -116,26 +141,39 @@ def serve_command(index_dir: Path, database: str | None, refresh_seconds: float,
 
         vitrina serve --index my-index --log search-log   # and learn from the shop
 
+        vitrina serve --index my-index --log --workers 4   # metadata in PostgreSQL: the log goes there too
+
         vitrina serve --index /shared/shop --db postgresql+psycopg://vitrina@db/shop --host 0.0.0.0
     """
     import uvicorn
 
     from indexer.errors import VitrinaError
 
+    from search.behaviour.log import is_database_url
+
+    try:
+        log = log_location(log_to, index_dir, database)
+    except VitrinaError as exc:
+        raise click.ClickException(str(exc)) from None
     settings = {
         "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads, "device": device,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
-        "log": str(log_dir.resolve()) if log_dir else None, "log_max_bytes": log_max_bytes, "log_keep": log_keep,
+        "log": log, "log_max_bytes": log_max_bytes, "log_keep": log_keep,
         "database": database, "refresh_seconds": refresh_seconds,
     }
-    if log_dir and workers > 1:
-        raise click.UsageError("--log needs --workers 1 (one process writes the search log)")
+    if log and workers > 1 and not is_database_url(log):
+        raise click.UsageError("--log DIR needs --workers 1 (one process writes a log folder); keep the log in "
+                               "PostgreSQL for several workers: --log URL, or --log alone when the index's metadata is there")
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     try:
         if workers > 1:
             from indexer.store.reader import IndexStore
 
             IndexStore.open(index_dir, database=database).close()  # fail here, not in every worker
+            if log:
+                from search.behaviour.log import open_log_store
+
+                open_log_store(log).close()  # the tables are made once, and a log that cannot be kept fails here
             os.environ[SETTINGS_ENV] = json.dumps(settings)
             click.echo(f"vitrina: {workers} workers loading {index_dir}; page at {url}", err=True)
             uvicorn.run("vitrina.commands.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -144,16 +182,12 @@ def serve_command(index_dir: Path, database: str | None, refresh_seconds: float,
         app, engine = open_app(settings)
     except VitrinaError as exc:
         raise click.ClickException(str(exc)) from None
-    except (OSError, sqlite3.Error) as exc:
-        if not log_dir:
-            raise
-        raise click.ClickException(f"cannot keep the search log in {log_dir}: {exc}") from None
     try:
         counts = engine.store.counts()
         click.echo(f"vitrina: {counts['products']} products from {index_dir} with {engine.encoder.identity.describe()}; "
                    f"page at {url}, API at {url}docs", err=True)
-        if log_dir:
-            click.echo(f"vitrina: logging searches and events to {log_dir}", err=True)
+        if app.state.search_log is not None:
+            click.echo(f"vitrina: logging searches and events to {app.state.search_log.where}", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
         if app.state.search_log is not None:
