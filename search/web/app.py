@@ -106,8 +106,14 @@ def create_app(engine: Any, *, config: WebConfig = WebConfig(),
              responses={**_SEARCH_OK, **_errors(404, 422, 503)})
     async def similar(request: Request, product_id: str, k: int = 10, offset: int = 0, image_share: float | None = None,
                       where: str | None = Query(None, description="Filters as JSON"),
-                      facets: str = Query("", description="Comma-separated facet fields"), rerank: bool | None = None) -> dict[str, Any]:
-        query = {"k": k, "offset": offset, "where": where, "image_share": image_share, "facets": facets, "rerank": rerank}
+                      facets: str = Query("", description="Comma-separated facet fields"), rerank: bool | None = None,
+                      sort: str | None = Query(None, description='Order the most similar hits by a field: "price", '
+                                               '"-popularity" (descending)'),
+                      boost: str | None = Query(None, description='Business boosts as FIELD=WEIGHT,... or JSON: '
+                                                'margin=0.5,popularity=0.2'),
+                      in_stock: bool | None = Query(None, description="Only products whose stock field is above 0")) -> dict[str, Any]:
+        query = {"k": k, "offset": offset, "where": where, "image_share": image_share, "facets": facets, "rerank": rerank,
+                 "sort": sort, "boost": boost, "in_stock": in_stock}
         params = _validated(PageIn, query, "query")
         return await service.run(service.similar, product_id, params, prefix(request))
 

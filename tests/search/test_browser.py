@@ -165,6 +165,14 @@ def test_upload_refine_more_like_this_and_facets(page, demo_index):
     expect(page.locator("#status")).to_contain_text("more like")
     expect(page.locator("#back")).to_be_visible()
     assert card_ids(page) and first_id not in card_ids(page)
+    # ... sorted by price, high to low: the sort goes to /similar with the request
+    if page.locator("#sort").is_hidden():
+        page.click("#filters-toggle")
+    with page.expect_response(lambda r: "/similar?" in r.url and "sort=-price" in r.url) as sorted_answer:
+        page.select_option("#sort", "-price")
+    prices = [h["product"]["price"] for h in sorted_answer.value.json()["hits"]]
+    assert prices and prices == sorted(prices, reverse=True) and first_id not in card_ids(page)
+    page.select_option("#sort", "")
 
     # a facet narrows the results and shows as pressed
     facet = page.locator("#facets .facet[data-field='category']").first

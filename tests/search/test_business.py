@@ -223,6 +223,20 @@ def test_http_sort_boost_in_stock(shop, shop_catalog):
         assert prices == sorted(prices) and all("boost" in h["scores"] for h in upload.json()["hits"])
         assert client.get("/stats").json()["sort_fields"] == ["margin", "popularity", "price", "stock"]
 
+        anchor = hits[0]["product_id"]  # "more like this" takes the same signals, in the query string
+        similar = client.get(f"/products/{anchor}/similar", params={"k": 6, "sort": "-price", "in_stock": "true",
+                                                                      "boost": "margin=0.5"})
+        assert similar.status_code == 200, similar.text
+        alike = similar.json()["hits"]
+        assert alike and anchor not in [h["product_id"] for h in alike]
+        assert [h["product"]["price"] for h in alike] == sorted((h["product"]["price"] for h in alike), reverse=True)
+        assert all(float(h["product"]["attributes"]["stock"]) > 0 and "boost" in h["scores"] for h in alike)
+        plain = client.get(f"/products/{anchor}/similar", params={"k": 6}).json()["hits"]
+        assert any(float(h["product"]["attributes"]["stock"]) == 0 for h in plain)  # in_stock did filter something
+        for bad, needle in (({"sort": "nope"}, "nope"), ({"boost": "margin=high"}, "boost"), ({"in_stock": "maybe"}, "in_stock")):
+            refused = client.get(f"/products/{anchor}/similar", params=bad)
+            assert refused.status_code == 422 and needle in refused.json()["detail"], refused.text
+
 
 def test_cli_sort_boost_in_stock(shop):
     runner = CliRunner()

@@ -208,9 +208,10 @@ function request() {
   if (els.sort.value) business.sort = els.sort.value;
   if (els.inStock.checked) business.in_stock = true;
   if (state.similar) {
-    if (business.in_stock && state.stockField && !(state.stockField in where)) where[state.stockField] = { gt: 0 };
     const params = new URLSearchParams({ k: common.k, offset: common.offset, facets: common.facets.join(",") });
     if (Object.keys(where).length) params.set("where", JSON.stringify(where));
+    if (business.sort) params.set("sort", business.sort);
+    if (business.in_stock) params.set("in_stock", "true");
     return [`products/${encodeURIComponent(state.similar.id)}/similar?${params}`, {}];
   }
   const text = els.q.value.trim();
