@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights only: never download
 
-from bench import encoder_runtime, fast_refusals, indexing, latency, peers, postgres_lexical, query_split, ranking, ray_embedding, recall, recall_large, scale_figures, segments, serve_latency, shop_sim, text_tower
+from bench import encoder_runtime, fast_refusals, indexing, latency, log_cost, peers, postgres_lexical, query_split, ranking, ray_embedding, recall, recall_large, scale_figures, segments, serve_latency, shop_sim, text_tower
 
 
 def main() -> None:
@@ -28,6 +28,7 @@ def main() -> None:
     text_tower.configure(sub.add_parser("text-tower", help="text tower on the real token length vs padded: speed, cosine"))
     ranking.configure(sub.add_parser("ranking", help="ranking quality: demo catalog (unseen seed) + hand catalog, nDCG, p50"))
     fast_refusals.configure(sub.add_parser("fast-refusals", help="seconds to refuse bad input (filter field, catalog header, format...)"))
+    log_cost.configure(sub.add_parser("log-cost", help="what the search log costs a search: recording, POST /search with the log off / in files / in PostgreSQL"))
     shop_sim.configure(sub.add_parser("shop-sim", help="simulated shop: re-ranker learnt from a click log (position bias) vs fusion, true-preference nDCG"))
     segments.configure(sub.add_parser("segments", help="live catalog: commit cost, field updates, segments vs merged, latency under a committing writer, attribute filter, bulk put"))
     peers.configure(sub.add_parser("peers", help="vitrina vs txtai, LanceDB, clip-retrieval (own venvs): build s, p50/p95, recall@10"))
