@@ -17,7 +17,7 @@ Query by vector: ``POST /search`` takes ``"vector": [...]`` (weighted by ``weigh
 (finite numbers, not all zeros; scaled to unit length).  A bad shape or value is a 422 naming the field;
 a vector of another dimension than the model's is a 422 naming both.
 
-Search log (``vitrina serve --log DIR``, off by default): each search answered carries ``query_id``;
+Search log (``vitrina serve --log [DIR|URL]``, off by default): each search answered carries ``query_id``;
 ``POST /events {"query_id", "product_id", "kind": "click" | "add_to_cart" | "purchase", "position"}``
 reports what a shopper did with a hit (202; 404 for an unknown query id or with logging off).  A photo is
 logged only as the SHA-256 of its bytes; nothing identifies the shopper (``search.web.events``).

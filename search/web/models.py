@@ -179,5 +179,5 @@ class SearchOut(BaseModel):
     facet_depth: int = Field(description="How many top results the facets counted")
     rerank: dict[str, Any]
     timings_ms: dict[str, float]
-    query_id: str | None = Field(None, description="Only when the server logs searches (vitrina serve --log DIR): "
+    query_id: str | None = Field(None, description="Only when the server logs searches (vitrina serve --log): "
                                  "send it with POST /events to report a click, add-to-cart or purchase of a hit")

@@ -99,7 +99,7 @@ class Service:
         engine_max_k = getattr(getattr(engine, "config", None), "max_k", None)
         #: The deepest hit a page may reach (the engine's offset + k limit).
         self.window = 10 * engine_max_k if isinstance(engine_max_k, int) else 10_000
-        #: Records each page shown when the server logs searches (``--log DIR``); its answer carries ``query_id``.
+        #: Records each page shown when the server logs searches (``--log``); its answer carries ``query_id``.
         self.log: SearchRecorder | None = None
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:

@@ -295,7 +295,7 @@ function score(value) {
   return typeof value === "number" ? value.toFixed(3) : "–";
 }
 
-// With the server's search log on (vitrina serve --log DIR) an answer carries query_id: the first click on a
+// With the server's search log on (vitrina serve --log) an answer carries query_id: the first click on a
 // result card reports {query_id, product_id, kind: "click", position} to POST /events. Without it, nothing is sent.
 function reportClick(queryId, productId, position) {
   try {
