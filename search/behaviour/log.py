@@ -101,6 +101,11 @@ def index_log_location(index: str | Path, database: str | None = None) -> str:
     return url if url is not None else str(Path(index) / INDEX_LOG_FOLDER)
 
 
+def _looks_like_a_query_id(value: str) -> bool:
+    """``new_query_id``'s shape (32 hex digits): only such an id is worth asking the store for twice."""
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
 class SearchLog:
     """The writer side of a log: thread-safe, non-blocking; ``close`` flushes what is queued."""
 
@@ -133,7 +138,7 @@ class SearchLog:
                 return True
         if self.store.knows(query_id):
             return True
-        if not self.store.shared:
+        if not self.store.shared or not _looks_like_a_query_id(query_id):
             return False
         time.sleep(3 * BATCH_SECONDS)
         return self.store.knows(query_id)

@@ -18,6 +18,7 @@ advisory lock, so no batch writes into a part being dropped.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,9 @@ SEARCHES, EVENTS, STATE = "vitrina_log_searches", "vitrina_log_events", "vitrina
 #: Serialises creating the tables and rotating among every process that writes the log.
 LOG_LOCK_KEY = 0x766974726C6F67
 _PART = re.compile(r"_p(\d+)$")
+_log = logging.getLogger("vitrina.log")
+#: How long a rotation waits for the tables' locks (a long read of the log holds them) before it is put off.
+ROTATE_LOCK_TIMEOUT_MS = 5000
 
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {STATE} (one boolean PRIMARY KEY DEFAULT true CHECK (one), part integer NOT NULL)",
@@ -90,7 +94,11 @@ class PostgresLogStore:
             if events:
                 conn.execute(_INSERT_EVENT, [dict(zip(("q", "product", "kind", "position", "at"), event_row(e)), part=part)
                                              for e in events])
-        self._rotate_if_due(part)
+        try:
+            self._rotate_if_due(part)
+        except SQLAlchemyError as exc:  # a lock not got in time (a long read of the log): the rows are in; next batch
+            reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or [type(exc).__name__])[0]
+            _log.warning("search log %s: rotation put off (%s); tried again after the next batch", self.where, reason)
 
     def knows(self, query_id: str) -> bool:
         try:
@@ -109,7 +117,7 @@ class PostgresLogStore:
             if _part_bytes(conn, part) <= self.config.max_bytes:
                 return
         with self.engine.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(text(f"SET LOCAL lock_timeout = {int(ROTATE_LOCK_TIMEOUT_MS)}"))
             if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOG_LOCK_KEY}).scalar_one():
                 return  # another process is rotating
             live = conn.execute(text(f"SELECT part FROM {STATE} FOR UPDATE")).scalar_one()

@@ -80,6 +80,31 @@ def test_rotation_drops_the_oldest_partitions(pg_url):
     assert [s.query_id for s in read_log(pg_url)[0]] == ["q4"]  # q4 went to part 5, then 6 became live
 
 
+def test_a_rotation_that_cannot_lock_is_put_off_and_nothing_is_lost(pg_url, monkeypatch, caplog):
+    import logging
+
+    from search.behaviour import log_postgres
+
+    monkeypatch.setattr(log_postgres, "ROTATE_LOCK_TIMEOUT_MS", 200)
+    log = SearchLog(pg_url, LogConfig(max_bytes=4096, keep=1))
+    reader = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1) if pg_url.startswith("postgresql://") else pg_url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vitrina.log"):
+            with reader.connect() as conn, conn.begin():  # a long read of the log holds its tables
+                conn.execute(text(f"SELECT count(*) FROM {SEARCHES}"))
+                log.record_search(search("a", 1.0))
+                log.flush()
+                assert log.enabled and any("rotation put off" in r.getMessage() for r in caplog.records)
+            assert [s.query_id for s in read_log(pg_url)[0]] == ["a"]  # written, not rotated away
+            log.record_search(search("b", 2.0))
+            log.flush()
+    finally:
+        log.close()
+        reader.dispose()
+    assert log.enabled and partitions(pg_url) == [f"{SEARCHES}_p1", f"{SEARCHES}_p2"]  # rotated once the lock was free
+    assert [s.query_id for s in read_log(pg_url)[0]] == ["a", "b"]
+
+
 def test_a_database_without_a_log_or_out_of_reach_is_a_clear_error(pg_url, tmp_path):
     with pytest.raises(SearchLogError, match="no search log in this database"):
         read_log(pg_url)
