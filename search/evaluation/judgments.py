@@ -17,7 +17,11 @@ Optional, written by ``vitrina judgments --from-log`` (``search.behaviour.judgme
 * ``terms``: the query as weighted terms, ``[{"text": "red dress", "weight": 1}, {"product": "SKU-1",
   "weight": 0.5}]``, asked instead of ``text``/``weights`` (``text`` then only names the query);
 * ``where``: the query's filters (as ``SearchEngine.search`` takes them);
-* ``logged_at``: when the query was last searched (informational).
+* ``logged_at``: when the query was last searched (informational);
+* ``acted`` and ``examined``: the behaviour behind a logged label: in how many of the query's searches the
+  shopper acted on the product, and the examination it got there (the click model's summed θ); kept as
+  ``JudgedQuery.evidence``, from which ``train-reranker`` learns a product's behaviour prior
+  (``search.rerank.behaviour``).
 
 In CSV, ``terms`` and ``where`` are JSON text.
 """
@@ -57,6 +61,8 @@ class JudgedQuery:
     where: Mapping[str, Any] | None = None
     #: How much each product's label counts in training (default 1 for a product not listed).
     label_weights: Mapping[str, float] = field(default_factory=dict)
+    #: Logged behaviour per product: (searches acted on, examination), when the judgments come from a log.
+    evidence: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def relevant(self) -> int:
@@ -157,15 +163,22 @@ def _where(value: Any, where: str) -> dict[str, Any] | None:
 
 
 def _label_weight(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
+    return None if value is None else _non_negative(value, where, "weight must be a finite number >= 0")
+
+
+def _count(value: Any, where: str, name: str) -> float:
+    """``acted`` / ``examined``: a finite number >= 0 (both are needed together)."""
+    return _non_negative(value, where, f"{name} must be a finite number >= 0 (with acted and examined together)")
+
+
+def _non_negative(value: Any, where: str, rule: str) -> float:
     try:
-        weight = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        weight = math.nan
-    if isinstance(value, bool) or not math.isfinite(weight) or weight < 0:
-        raise JudgmentsError(f"{where}: weight must be a finite number >= 0, got {value!r}")
-    return weight
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise JudgmentsError(f"{where}: {rule}, got {value!r}")
+    return number
 
 
 def _label(value: Any, where: str) -> int:
@@ -184,6 +197,7 @@ def group_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, root: Path, sou
     heads: dict[str, tuple[str, str | None, Path | None, dict[str, float] | None, Any, Any]] = {}
     labels: dict[str, dict[str, int]] = {}
     label_weights: dict[str, dict[str, float]] = {}
+    evidence: dict[str, dict[str, tuple[float, float]]] = {}
     for number, row in rows:
         where = f"{source}:{number}"
         qid, pid = row.get("query_id"), row.get("product_id")
@@ -209,8 +223,11 @@ def group_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], *, root: Path, sou
         weight = _label_weight(row.get("weight"), where)
         if weight is not None:
             label_weights.setdefault(qid, {})[pid] = weight
+        if row.get("acted") is not None or row.get("examined") is not None:
+            acted, examined = _count(row.get("acted"), where, "acted"), _count(row.get("examined"), where, "examined")
+            evidence.setdefault(qid, {})[pid] = (acted, examined)
     return [JudgedQuery(query_id=q, kind=h[0], text=h[1], image=h[2], weights=h[3], labels=labels[q], terms=h[4],
-                        where=h[5], label_weights=label_weights.get(q, {}))
+                        where=h[5], label_weights=label_weights.get(q, {}), evidence=evidence.get(q, {}))
             for q, h in heads.items()]
 
 

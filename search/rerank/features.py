@@ -61,27 +61,40 @@ BUSINESS_STATS: tuple[str, ...] = ("z", "missing")
 Z_CLIP = 3.0
 
 
+#: An ``attributes`` entry ``behaviour:rate`` adds one column of that name: the product's behaviour prior learnt
+#: from the shop's log (``search.rerank.behaviour``), looked up by product id (``build_features(behaviour=)``;
+#: a product it does not know scores 0, the mean).
+BEHAVIOUR_PREFIX = "behaviour:"
+
+
+def behaviour_columns(attributes: Iterable[str] = ()) -> tuple[str, ...]:
+    """The behaviour columns among ``attributes`` (entries ``behaviour:NAME``)."""
+    return tuple(a for a in attributes if a.startswith(BEHAVIOUR_PREFIX))
+
+
 def business_fields(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     """The business fields among ``attributes`` (the names after ``business:``)."""
     return tuple(a[len(BUSINESS_PREFIX):] for a in attributes if a.startswith(BUSINESS_PREFIX))
 
 
 def field_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
-    return ("category", "brand", *(f"attr:{a}" for a in attributes if not a.startswith(BUSINESS_PREFIX)))
+    return ("category", "brand", *(f"attr:{a}" for a in attributes
+                                   if not a.startswith(BUSINESS_PREFIX) and not a.startswith(BEHAVIOUR_PREFIX)))
 
 
 def feature_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     """The columns of ``build_features(..., attributes=attributes)`` rows."""
     attributes = tuple(attributes)
     return (BASE_FEATURES + tuple(f"{stat}:{field}" for field in field_names(attributes) for stat in FIELD_STATS)
-            + tuple(f"{stat}:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes) for stat in BUSINESS_STATS))
+            + tuple(f"{stat}:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes) for stat in BUSINESS_STATS)
+            + behaviour_columns(attributes))
 
 
 def channel_names(attributes: Iterable[str] = ()) -> tuple[str, ...]:
     attributes = tuple(attributes)
     fields = field_names(attributes)
     return (BASE_CHANNELS + tuple(f"match:{f}" for f in fields) + tuple(f"cons_image:{f}" for f in fields)
-            + tuple(f"z:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes)))
+            + tuple(f"z:{BUSINESS_PREFIX}{name}" for name in business_fields(attributes)) + behaviour_columns(attributes))
 
 
 def channel_columns(attributes: Sequence[str] = ()) -> list[int]:
@@ -229,10 +242,12 @@ def _stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     return filled, filled - best, z, best - float(np.median(present))
 
 
-def build_features(candidates: Any, *, attributes: Sequence[str] = (), cache: dict[Any, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def build_features(candidates: Any, *, attributes: Sequence[str] = (), cache: dict[Any, Any] | None = None,
+                   behaviour: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, query)`` feature arrays of ``candidates`` (see the module docstring).
 
     ``attributes`` names the catalog attributes that get per-field columns (see :func:`feature_names`);
+    ``behaviour`` maps product ids to their behaviour prior (the ``behaviour:`` columns; missing: 0);
     ``cache`` (any dict, kept by the caller) memoises :func:`product_profile` per product version; the
     result is the same with or without it."""
     q = candidates.query
@@ -307,6 +322,9 @@ def build_features(candidates: Any, *, attributes: Sequence[str] = (), cache: di
     for field in business_fields(attributes):
         business = np.array([field_number(p, field) for p in candidates.products], dtype=np.float64)
         per_field += [clipped_z(business), np.isnan(business)]
+    for _ in behaviour_columns(attributes):
+        priors = behaviour or {}
+        per_field.append(np.array([float(priors.get(str(p.get("id")), 0.0)) for p in candidates.products]))
 
     position = np.asarray(candidates.image_position, dtype=np.float64)
     count = np.asarray(candidates.image_count, dtype=np.float64)

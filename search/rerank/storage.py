@@ -51,6 +51,10 @@ class FusionReranker:
         self.norm = norm
         self.meta = meta
         self._profiles: dict[Any, Any] = {}  # product metadata tokenised once (see build_features)
+        stored = (meta.get("behaviour") or {}).get("products") if isinstance(meta.get("behaviour"), dict) else None
+        #: Behaviour priors by product id (``search.rerank.behaviour``); None when it has none.
+        self.behaviour: dict[str, float] | None = ({str(k): float(v) for k, v in stored.items()}
+                                                   if isinstance(stored, dict) else None)
 
     @property
     def depth(self) -> int:
@@ -60,7 +64,7 @@ class FusionReranker:
     def score(self, candidates: Candidates) -> np.ndarray:
         if len(self._profiles) > PROFILE_CACHE:
             self._profiles = {}
-        rows, query = build_features(candidates, attributes=self.attributes, cache=self._profiles)
+        rows, query = build_features(candidates, attributes=self.attributes, cache=self._profiles, behaviour=self.behaviour)
         return forward(self.arch, self.params, self.norm, rows, query, self.channels)
 
     def rerank(self, candidates: Candidates) -> Candidates:
@@ -74,9 +78,9 @@ class FusionReranker:
 
 
 def reranker_meta(config: RerankerConfig, *, attributes: Sequence[str], depth: int, identity: dict[str, Any], norm: Normaliser,
-          trained: dict[str, Any]) -> dict[str, Any]:
-    """What ``reranker.json`` holds besides the weights."""
-    return {
+          trained: dict[str, Any], behaviour: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``reranker.json`` holds besides the weights (``behaviour``: the stored behaviour priors)."""
+    return {**({"behaviour": behaviour} if behaviour is not None else {}),
         "format": FORMAT, "version": FORMAT_VERSION, "feature_version": FEATURE_VERSION, "architecture": config.arch,
         "hidden": config.hidden, "objective": config.objective, "depth": depth, "attributes": list(attributes),
         "business": list(business_fields(attributes)),

@@ -8,7 +8,9 @@ features with the one function query time uses (``search.rerank.features.build_f
 judgments do not mention count as label 0 by default (the demo judgments list every relevant product);
 ``RerankerConfig(unjudged="skip")`` leaves them out of the loss instead.  A judged product's label weight
 (``JudgedQuery.label_weights``, e.g. the inverse propensity of a logged click) multiplies its loss; unlisted
-products weigh 1.
+products weigh 1.  Judgments from the search log carry each product's logged behaviour
+(``JudgedQuery.evidence``): then a behaviour prior per product (``search.rerank.behaviour``) becomes a
+feature, out of fold per training query, and is stored with the classifier.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from search.candidates import Candidates
 from search.engine import SearchEngine
 from search.evaluation.judgments import JudgedQuery, id_queries, split_queries
+from search.rerank.behaviour import BEHAVIOUR_FEATURE, BehaviourPrior
 from search.rerank.features import build_features
 from search.rerank.model import EpochReport, QueryData, RerankerConfig, fit, ndcg
 from search.rerank.storage import FusionReranker, reranker_meta
@@ -58,9 +61,10 @@ def query_candidates(engine: SearchEngine, query: JudgedQuery, *, depth: int, im
 
 
 def query_data(candidates: Candidates, query: JudgedQuery, *, attributes: Sequence[str] = (),
-               unjudged: str = "zero") -> QueryData:
-    """Features and labels of one judged query's candidates."""
-    rows, qf = build_features(candidates, attributes=attributes)
+               unjudged: str = "zero", behaviour: Mapping[str, float] | None = None) -> QueryData:
+    """Features and labels of one judged query's candidates (``behaviour``: product priors, see
+    ``search.rerank.behaviour``)."""
+    rows, qf = build_features(candidates, attributes=attributes, behaviour=behaviour)
     ids = [p["id"] for p in candidates.products]
     labels = np.array([query.labels.get(i, 0) for i in ids], dtype=np.float32)
     mask = np.array([i in query.labels for i in ids], dtype=bool) if unjudged == "skip" else np.ones(len(ids), bool)
@@ -102,6 +106,9 @@ def train_reranker(engine: SearchEngine, queries: Sequence[JudgedQuery], *, conf
     attributes = config.attributes
     if attributes is None:
         attributes = tuple(engine.store.attribute_fields()[: config.max_attributes])
+    prior = BehaviourPrior.learn(queries)  # from the log's evidence (None without)
+    if prior is not None and BEHAVIOUR_FEATURE not in attributes:
+        attributes = (*attributes, BEHAVIOUR_FEATURE)
     train_q, val_q = split_queries(queries, config.val_fraction, seed=config.seed)
     data: dict[str, list[QueryData]] = {"train": [], "val": []}
     skipped = 0
@@ -111,7 +118,8 @@ def train_reranker(engine: SearchEngine, queries: Sequence[JudgedQuery], *, conf
             if candidates is None or len(candidates) == 0:
                 skipped += 1
             else:
-                data[split].append(query_data(candidates, query, attributes=attributes, unjudged=config.unjudged))
+                data[split].append(query_data(candidates, query, attributes=attributes, unjudged=config.unjudged,
+                                              behaviour=prior.without(query) if prior is not None else None))
             if on_query is not None:
                 on_query(1)
     result = fit(data["train"], data["val"], config, attributes=attributes, progress=on_epoch)
@@ -121,8 +129,10 @@ def train_reranker(engine: SearchEngine, queries: Sequence[JudgedQuery], *, conf
                          baseline_val_ndcg=baseline, best_val_ndcg=best, best_epoch=result.best_epoch,
                          seconds=time.perf_counter() - started, epochs=result.epochs)
     meta = reranker_meta(config, attributes=attributes, depth=depth, identity=index_identity(engine.store),
-                         norm=result.norm,
-                 trained={"config": asdict(config), "queries": len(queries), **({"sources": dict(sources)} if sources else {}),
+                         norm=result.norm, behaviour=prior.to_json() if prior is not None else None,
+                 trained={"config": asdict(config),
+                          "effective": {"residual": config.residual_bound, "average": config.averaging,
+                                        "weight_decay": config.decay}, "queries": len(queries), **({"sources": dict(sources)} if sources else {}),
                           "val_ndcg": _round(best),
                           "baseline_val_ndcg": _round(baseline), "best_epoch": result.best_epoch,
                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})

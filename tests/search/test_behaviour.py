@@ -12,7 +12,7 @@ from search.behaviour.judgments_from_log import (SearchLogError, collect_judgmen
                                                  query_key, write_judgments)
 from search.behaviour.log import LoggedEvent, LoggedSearch, SearchLog, ShownHit
 from search.behaviour.replay import replay_log
-from search.evaluation.judgments import JudgedQuery, read_judgments
+from search.evaluation.judgments import JudgedQuery, JudgmentsError, read_judgments
 from vitrina.cli import cli
 
 THETA = 1.0 / np.arange(1, 11) ** 0.8  # examination of positions 1..10
@@ -197,6 +197,22 @@ def test_written_judgments_read_back_with_their_weights(shop_log, tmp_path):
     assert red.weights is None
     assert blue.search_args() == {"text": "blue widget", "image": None, "weights": {"text": 0.7}, "where": {"price": {"lt": 20}}}
     assert red.kind == "text" and red.query_id.startswith("log-")
+
+
+def test_rows_carry_their_evidence_and_it_reads_back(shop_log, tmp_path):
+    corrected, plain = collect_judgments(shop_log), collect_judgments(shop_log, correct_bias=False)
+    red = by_query(corrected.rows)["red widget"]
+    theta = corrected.theta
+    # P000 was shown at 1 and 2 and clicked once; P012 shown once at 4, never acted on
+    assert red["P000"]["acted"] == 1 and red["P000"]["examined"] == pytest.approx(theta[0] + theta[1], abs=1e-4)
+    assert red["P012"]["acted"] == 0 and red["P012"]["examined"] == pytest.approx(theta[3], abs=1e-4)
+    assert by_query(plain.rows)["red widget"]["P000"]["examined"] == 2.0  # uncorrected: impressions
+    queries = {q.text: q for q in read_judgments(write_judgments(corrected.rows, tmp_path / "j.jsonl"))}
+    assert queries["red widget"].evidence["P000"] == (1.0, red["P000"]["examined"])
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"query_id": "q", "text": "x", "product_id": "P", "label": 1, "acted": 1}) + "\n")
+    with pytest.raises(JudgmentsError, match=r"bad.jsonl:1: examined must be a finite number >= 0"):
+        read_judgments(path)
 
 
 def test_a_bad_row_weight_is_named(tmp_path):

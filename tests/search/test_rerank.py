@@ -234,3 +234,18 @@ def test_rerank_of_no_candidates_and_config_checks():
     for bad in ({"arch": "tree"}, {"objective": "listwise"}, {"unjudged": "maybe"}, {"epochs": 0}, {"val_fraction": 1.0}):
         with pytest.raises(ValueError):
             RerankerConfig(**bad)
+
+
+def test_judgments_with_logged_evidence_train_and_store_a_behaviour_prior(engine, catalog):
+    queries = [JudgedQuery(query_id=q.query_id, kind=q.kind, text=q.text, image=q.image, labels=q.labels,
+                           evidence={p: (float(v > 0), 1.0) for p, v in q.labels.items()})
+               for q in judged_queries(catalog.parent) if q.kind == "text"]
+    reranker, _ = train_reranker(engine, queries, config=RerankerConfig(epochs=2, id_queries=0, val_fraction=0.25,
+                                                                         unjudged="skip"))
+    assert reranker.attributes[-1] == "behaviour:rate" and reranker.behaviour
+    assert reranker.meta["trained"]["effective"] == {"residual": 1.0, "average": True, "weight_decay": 0.2}
+    save_reranker(reranker, engine.store.folder)
+    loaded = load_reranker(engine.store)
+    assert loaded.behaviour == pytest.approx(reranker.behaviour)
+    candidates, _ = query_candidates(engine, queries[0], depth=50)
+    np.testing.assert_allclose(loaded.score(candidates), reranker.score(candidates), rtol=1e-6)
