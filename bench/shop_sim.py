@@ -44,7 +44,9 @@ from the fitted position-based model, clipped at 10) and ``correct_bias=False`` 
 is the first check search, so both learn from exactly ``--searches`` logged searches.  Each trains a
 re-ranker with the settings ``vitrina train-reranker --judgments F --unjudged skip --pseudo-queries 0``
 uses (concat, pairwise, 40 epochs, hidden 32, seed ``--train-seed``; with ``--business-fields popularity``
-when ``search.business`` is there), saved with ``save_reranker`` into its own copy of the index and loaded
+when ``search.business`` is there; ``unjudged="skip"`` brings the library's restraints for sparse judgments
+-- a bounded residual over the fused order, averaged weights, weight decay 0.2 -- and the judgments' logged
+evidence its behaviour-prior feature, see ``search.rerank.model`` and ``search.rerank.behaviour``), saved with ``save_reranker`` into its own copy of the index and loaded
 by ``SearchEngine.open``.
 
 **Measuring.**  (1) nDCG@10 of the held-out shoppers' queries against their *true* preferences ``g`` over
