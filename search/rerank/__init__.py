@@ -4,7 +4,7 @@ Training it needs the engine (``search.rerank.train``), which in turn loads stor
 so this package's ``__init__`` exports only what the engine may import.
 """
 
-from search.rerank.model import RerankerConfig
+from search.rerank.config import RerankerConfig
 from search.rerank.storage import FusionReranker, load_reranker, read_reranker, save_reranker
 
 __all__ = ["FusionReranker", "RerankerConfig", "load_reranker", "read_reranker", "save_reranker"]

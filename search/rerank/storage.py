@@ -25,7 +25,8 @@ from indexer.store.reader import IndexStore
 from search.candidates import Candidates
 from search.rerank.features import (FEATURE_VERSION, QUERY_FEATURES, build_features, business_fields, channel_columns,
                                     channel_names, feature_names)
-from search.rerank.model import ARCHITECTURES, Normaliser, RerankerConfig, forward
+from search.rerank.config import ARCHITECTURES, RerankerConfig
+from search.rerank.model import Normaliser, forward
 from search.trained_files import describe_index, index_identity, read_trained, same_index, save_trained
 
 __all__ = ["FusionReranker", "load_reranker", "read_reranker", "save_reranker", "reranker_meta"]
