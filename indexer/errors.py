@@ -67,3 +67,9 @@ class QueryError(VitrinaError):
 
 class DatabaseUnavailableError(VitrinaError):
     """The metadata database (PostgreSQL) cannot be reached, or refused the connection (HTTP 503)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's error can run to many lines), else its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

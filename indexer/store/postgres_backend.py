@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, column, create_engine, func, inspect, literal_
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import QueuePool
 
-from indexer.errors import DatabaseUnavailableError, IndexLockedError, IndexWriteError, VitrinaError
+from indexer.errors import DatabaseUnavailableError, IndexLockedError, IndexWriteError, VitrinaError, first_line
 from indexer.store.backend import Backend, Lock
 from indexer.store.schema import Base, IndexMeta, Product
 
@@ -310,7 +310,7 @@ def translate_postgres_error(exc: BaseException, where: str) -> VitrinaError | N
                                "connect as a user that may write, then run again: the last commit is intact")
     unreachable = not state and type(orig).__name__ in ("OperationalError", "InterfaceError")  # no server answer
     if unreachable or state.startswith(_UNREACHABLE_CLASSES):
-        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        reason = first_line(orig)
         return DatabaseUnavailableError(f"{where}: cannot use the PostgreSQL database ({reason}); check that the server "
                                         "is running and the URL, user and password (PGPASSWORD or ~/.pgpass) are right")
     return None

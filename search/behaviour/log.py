@@ -36,6 +36,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
+from indexer.errors import first_line
 from indexer.store.database import database_url
 from search.behaviour.log_files import LOG_FILE, FolderLogStore, read_folder_log, rotated_files
 from search.behaviour.log_postgres import PostgresLogStore, read_postgres_log
@@ -196,7 +197,7 @@ class SearchLog:
             again = (f"trying again in {self.config.retry_seconds:g} s" if self.config.retry_seconds
                      else "until the server restarts")
             _log.warning("search log %s: %s; logging is off, %s (searches go on)", self.where,
-                         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, again)
+                         first_line(exc), again)
             try:
                 self.store.reopen()
             except Exception:  # noqa: BLE001  (tried again at the next write)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
+from indexer.errors import first_line
 from indexer.store.postgres_backend import make_url_safe, normalise_url, translate_postgres_error
 from search.behaviour.log_records import (LogConfig, LoggedEvent, LoggedSearch, SearchLogError, event_from_row, event_row,
                                           search_from_row, search_row)
@@ -97,7 +98,7 @@ class PostgresLogStore:
         try:
             self._rotate_if_due(part)
         except SQLAlchemyError as exc:  # a lock not got in time (a long read of the log): the rows are in; next batch
-            reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(getattr(exc, "orig", None) or exc)
             _log.warning("search log %s: rotation put off (%s); tried again after the next batch", self.where, reason)
 
     def knows(self, query_id: str) -> bool:
@@ -181,5 +182,4 @@ def _log_error(exc: SQLAlchemyError, where: str, doing: str) -> SearchLogError:
     if known is not None:
         return SearchLogError(f"{doing}: {known}")
     orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return SearchLogError(f"{where}: {doing}: {first}")
+    return SearchLogError(f"{where}: {doing}: {first_line(orig)}")

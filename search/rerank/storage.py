@@ -52,7 +52,8 @@ class FusionReranker:
         self.norm = norm
         self.meta = meta
         self._profiles: dict[Any, Any] = {}  # product metadata tokenised once (see build_features)
-        stored = (meta.get("behaviour") or {}).get("products") if isinstance(meta.get("behaviour"), dict) else None
+        behaviour = meta.get("behaviour")
+        stored = behaviour.get("products") if isinstance(behaviour, dict) else None
         #: Behaviour priors by product id (``search.rerank.behaviour``); None when it has none.
         self.behaviour: dict[str, float] | None = ({str(k): float(v) for k, v in stored.items()}
                                                    if isinstance(stored, dict) else None)

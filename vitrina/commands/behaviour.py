@@ -48,17 +48,17 @@ def from_log_option(help_text: str, *, required: bool) -> Callable[[_F], _F]:
                         metavar="[DIR|URL]", help=help_text)
 
 
-def log_location(from_log: str, index_dir: Path | None, database: str | None) -> str:
-    """``--from-log`` as a location: a PostgreSQL URL, a folder, or (given alone) the log ``vitrina serve --log``
-    keeps for the index: its PostgreSQL database when its metadata lives there, else ``INDEX/search-log``."""
+def log_location(given: str, index_dir: Path | None, database: str | None) -> str:
+    """``--log`` / ``--from-log`` as a location: a PostgreSQL URL, a folder, or (given alone, "") the log kept
+    with the index: its PostgreSQL database when its metadata lives there, else ``INDEX/search-log``."""
     from search.behaviour.log import index_log_location
 
-    if from_log:
-        return from_log
+    if given:
+        return given
     if index_dir is None:
         raise click.UsageError("--from-log without a location reads the index's own log: give --index DIR (or "
                                "$VITRINA_INDEX), or name the log: --from-log DIR|URL")
-    return index_log_location(index_dir, database)
+    return index_log_location(index_dir.resolve(), database)
 
 
 def check_window(before: float | None, after: float | None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from vitrina.commands.behaviour import log_location
 from vitrina.options import DB_OPTION, DEVICE_OPTION
 
 SETTINGS_ENV = "VITRINA_SERVE_SETTINGS"
@@ -79,17 +80,6 @@ def app_from_env() -> Any:
 
         app.router.lifespan_context = lifespan
     return app
-
-
-def log_location(log_to: str | None, index_dir: Path, database: str | None) -> str | None:
-    """``--log`` as a location: None (off), a PostgreSQL URL, or a folder (absolute)."""
-    from search.behaviour.log import index_log_location, is_database_url
-
-    if log_to is None:
-        return None
-    if log_to == "":
-        return index_log_location(index_dir.resolve(), database)
-    return log_to if is_database_url(log_to) else str(Path(log_to).resolve())
 
 
 @click.command("serve")
@@ -152,9 +142,11 @@ def serve_command(index_dir: Path, database: str | None, refresh_seconds: float,
     from search.behaviour.log import is_database_url
 
     try:
-        log = log_location(log_to, index_dir, database)
+        log = log_location(log_to, index_dir, database) if log_to is not None else None
     except VitrinaError as exc:
         raise click.ClickException(str(exc)) from None
+    if log and not is_database_url(log):
+        log = str(Path(log).resolve())  # the workers' working folder may differ
     settings = {
         "index": str(index_dir.resolve()), "model": model, "pretrained": pretrained, "threads": threads, "device": device,
         "max_upload_bytes": int(max_upload_mb * 1024 * 1024), "facet_depth": facet_depth, "search_threads": search_threads,
